@@ -1,0 +1,1 @@
+"""customlabels: the library every service shares (domain, events, ports, adapters, ML)."""

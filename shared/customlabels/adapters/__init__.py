@@ -1,0 +1,1 @@
+"""Adapters for the ports: embedded (SQLite, local folder) and distributed ones."""

@@ -1,0 +1,47 @@
+"""Settings, read once from the environment (documented in the README)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEV_ACCESS_KEY = "AKIDCUSTOMLABELS"
+DEV_SECRET_KEY = "customlabels-dev-secret"
+
+
+def _credentials(raw: str | None) -> dict[str, str]:
+    """``KEY:SECRET[,KEY:SECRET...]``; the development pair when unset."""
+    if not raw:
+        return {DEV_ACCESS_KEY: DEV_SECRET_KEY}
+    pairs = (item.split(":", 1) for item in raw.split(",") if item.strip())
+    return {key.strip(): secret.strip() for key, secret in pairs}
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+    credentials: dict[str, str] = field(default_factory=lambda: _credentials(None))
+    # A 5 MB image as base64 is about 6.7 MB; leave room for the JSON around it.
+    max_json_body: int = 8 * 1024 * 1024
+    # Objects include manifests, which the reference allows up to 1 GB.
+    max_object_bytes: int = 1024 * 1024 * 1024
+    max_clock_skew_seconds: int = 15 * 60
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        account = env.get("CUSTOMLABELS_ACCOUNT_ID", cls.account_id)
+        if not (len(account) == 12 and account.isdigit()):
+            raise ValueError(f"CUSTOMLABELS_ACCOUNT_ID must be 12 digits, not {account!r}")
+        return cls(
+            host=env.get("CUSTOMLABELS_HOST", cls.host),
+            port=int(env.get("CUSTOMLABELS_PORT", cls.port)),
+            data_dir=Path(env.get("CUSTOMLABELS_DATA", str(cls.data_dir))).resolve(),
+            region=env.get("CUSTOMLABELS_REGION", cls.region),
+            account_id=account,
+            credentials=_credentials(env.get("CUSTOMLABELS_CREDENTIALS")),
+        )

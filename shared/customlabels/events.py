@@ -1,0 +1,125 @@
+"""Event schemas: the only facts services tell each other.
+
+Every event belongs to a project and is keyed by its ARN, so one project's
+events stay in order on every bus. ``topic`` groups the events one service
+emits; subscribers pick the types they handle (see ``customlabels.messaging``).
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from customlabels.ports.events import Message
+
+EVENT_TYPES: dict[str, type["Event"]] = {}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    topic: ClassVar[str]
+
+    project_arn: str
+    event_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    occurred_at: datetime = Field(default_factory=utcnow)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        EVENT_TYPES[cls.__name__] = cls
+
+    def to_message(self) -> Message:
+        return Message(
+            topic=self.topic,
+            key=self.project_arn,
+            id=self.event_id,
+            type=type(self).__name__,
+            payload=self.model_dump(mode="json"),
+        )
+
+    @staticmethod
+    def from_message(message: Message) -> "Event":
+        try:
+            event_type = EVENT_TYPES[message.type]
+        except KeyError:
+            raise ValueError(f"unknown event type {message.type!r}") from None
+        return event_type.model_validate(message.payload)
+
+
+# --- projects ----------------------------------------------------------------
+class ProjectEvent(Event):
+    topic: ClassVar[str] = "projects"
+
+
+class ProjectCreated(ProjectEvent):
+    project_name: str
+
+
+class ProjectDeleted(ProjectEvent):
+    project_name: str
+
+
+# --- datasets ----------------------------------------------------------------
+class DatasetEvent(Event):
+    topic: ClassVar[str] = "datasets"
+    dataset_arn: str
+
+
+class DatasetCreated(DatasetEvent):
+    dataset_type: str  # TRAIN | TEST
+    created_at: datetime
+    status: str
+
+
+class DatasetStatusChanged(DatasetEvent):
+    """Status, StatusMessage and StatusMessageCode as DescribeDataset shows them."""
+
+    status: str
+    status_message: str | None = None
+    status_message_code: str | None = None
+
+
+class DatasetImported(DatasetEvent):
+    """An import (create, update, copy or distribute) finished and its entries are stored."""
+
+    job_id: str
+    entries_written: int
+    lines_with_errors: int
+
+
+class DatasetEntriesChanged(DatasetEvent):
+    """Entries were added, changed or removed; training reads them when it needs them."""
+
+    entry_count: int
+
+
+class DatasetDeleted(DatasetEvent):
+    pass
+
+
+class DatasetImportRequested(DatasetEvent):
+    """Internal to the datasets service: run import job ``job_id`` in the background."""
+
+    topic: ClassVar[str] = "datasets.jobs"
+    job_id: str
+
+
+# --- model versions (emitted by the training service) --------------------------
+class VersionEvent(Event):
+    topic: ClassVar[str] = "training"
+    version_arn: str
+    version_name: str
+
+
+class VersionCreated(VersionEvent):
+    pass
+
+
+class VersionDeleted(VersionEvent):
+    pass

@@ -1,0 +1,1 @@
+"""The three ports (documents, events, blobs) and the operation router."""

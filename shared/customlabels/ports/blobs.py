@@ -1,0 +1,118 @@
+"""Blob store port: buckets of immutable objects addressed by key.
+
+Keys are validated here, once, for every adapter: a key is 1..1024 UTF-8 bytes
+of '/'-separated segments, none of them empty, '.' or '..', no leading '/',
+no backslash and no control characters. So a key can never name anything
+outside its bucket, whatever the adapter stores it on.
+
+Adapters: ``customlabels.adapters.local_blobs`` (embedded) and, later, S3/MinIO.
+Both must pass ``tests/contract/test_blob_store.py``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import AsyncIterator, Awaitable, Callable, Protocol
+
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class BlobStoreError(Exception):
+    pass
+
+
+class InvalidKey(BlobStoreError):
+    """The bucket name or key is not acceptable; the message says why."""
+
+
+class NoSuchBucket(BlobStoreError):
+    pass
+
+
+class NoSuchKey(BlobStoreError):
+    pass
+
+
+class Rejected(BlobStoreError):
+    """A ``put_stream`` whose ``accept`` check refused the content; nothing was stored."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    bucket: str
+    key: str
+    size: int
+    modified: datetime
+    sha256: str | None = None  # known right after a write; stat may not know it
+
+
+def check_bucket(bucket: str) -> str:
+    if not BUCKET_NAME.match(bucket) or ".." in bucket:
+        raise InvalidKey(
+            f"bucket name {bucket!r} is invalid: use 3-63 lowercase letters, digits, '.' or '-', "
+            "starting and ending with a letter or digit"
+        )
+    return bucket
+
+
+def check_key(key: str) -> str:
+    if not key:
+        raise InvalidKey("object key is empty")
+    if len(key.encode("utf-8")) > 1024:
+        raise InvalidKey("object key is longer than 1024 bytes")
+    if key.startswith("/"):
+        raise InvalidKey(f"object key {key!r} is absolute: keys are relative to their bucket")
+    if "\\" in key or _CONTROL.search(key):
+        raise InvalidKey(f"object key {key!r} contains a backslash or a control character")
+    for segment in key.split("/"):
+        if segment in ("", ".", ".."):
+            raise InvalidKey(
+                f"object key {key!r} has an empty, '.' or '..' segment: keys cannot leave their bucket"
+            )
+    return key
+
+
+Chunks = AsyncIterator[bytes]
+
+
+class BlobStore(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ensure_bucket(self, bucket: str) -> None: ...
+
+    async def put(self, bucket: str, key: str, data: bytes) -> ObjectInfo:
+        """Store ``data`` atomically: readers see the old object or the new one."""
+
+    async def put_stream(
+        self,
+        bucket: str,
+        key: str,
+        chunks: Chunks,
+        *,
+        max_bytes: int,
+        accept: Callable[[str], Awaitable[bool] | bool] | None = None,
+    ) -> ObjectInfo:
+        """Stream an object in. Over ``max_bytes`` raises ``Rejected``. When the
+        stream ends, ``accept(sha256_hex)`` may still refuse it (for example a
+        request signature over the body): then nothing is stored."""
+
+    async def get(self, bucket: str, key: str) -> bytes: ...
+
+    async def read_range(self, bucket: str, key: str, start: int, length: int) -> bytes:
+        """Up to ``length`` bytes from ``start`` (negative ``start``: from the end)."""
+
+    def stream(self, bucket: str, key: str, chunk_size: int = 1 << 20) -> Chunks: ...
+
+    async def stat(self, bucket: str, key: str) -> ObjectInfo: ...
+
+    async def list(self, bucket: str, prefix: str = "", *, limit: int = 1000, after: str = "") -> list[ObjectInfo]:
+        """Objects whose key starts with ``prefix``, in key order, after key ``after``."""
+
+    async def delete(self, bucket: str, key: str) -> None:
+        """Remove an object; a missing object is fine."""
+
+    async def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo: ...

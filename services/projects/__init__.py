@@ -1,0 +1,4 @@
+"""Projects, project policies and tags."""
+from services.projects.service import ProjectsService
+
+__all__ = ["ProjectsService"]

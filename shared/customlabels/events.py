@@ -7,18 +7,15 @@ emits; subscribers pick the types they handle (see ``customlabels.messaging``).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from customlabels.clock import now
 from customlabels.ports.events import Message
 
 EVENT_TYPES: dict[str, type["Event"]] = {}
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class Event(BaseModel):
@@ -28,7 +25,7 @@ class Event(BaseModel):
 
     project_arn: str
     event_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
-    occurred_at: datetime = Field(default_factory=utcnow)
+    occurred_at: datetime = Field(default_factory=now)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -75,6 +72,7 @@ class DatasetCreated(DatasetEvent):
     dataset_type: str  # TRAIN | TEST
     created_at: datetime
     status: str
+    tags: dict[str, str] = {}
 
 
 class DatasetStatusChanged(DatasetEvent):
@@ -103,8 +101,8 @@ class DatasetDeleted(DatasetEvent):
     pass
 
 
-class DatasetImportRequested(DatasetEvent):
-    """Internal to the datasets service: run import job ``job_id`` in the background."""
+class DatasetJobRequested(DatasetEvent):
+    """Internal to the datasets service: run job ``job_id`` (import, distribute, delete)."""
 
     topic: ClassVar[str] = "datasets.jobs"
     job_id: str

@@ -17,7 +17,8 @@ import logging
 import time
 from typing import Awaitable, Callable, Mapping
 
-from customlabels.events import Event, utcnow
+from customlabels import clock
+from customlabels.events import Event
 from customlabels.ports.documents import Collection, Delete, DuplicateKey, Insert, ScopedStore, Write
 from customlabels.ports.events import EventBus, Message, Subscription
 
@@ -159,7 +160,7 @@ class EventHandlers:
             return
         uow = UnitOfWork(self.store, self.relay)
         await handler(event, uow)
-        uow.add(Insert(APPLIED_EVENTS, {"_id": event.event_id, "type": message.type, "at": utcnow().isoformat()}))
+        uow.add(Insert(APPLIED_EVENTS, {"_id": event.event_id, "type": message.type, "at": clock.now().isoformat()}))
         try:
             await uow.commit()
         except DuplicateKey:

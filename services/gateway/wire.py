@@ -1,0 +1,689 @@
+"""The gateway's wire layer, derived from botocore's rekognition service model.
+
+Nothing here is written per operation: request validation, the shapes of
+responses and the list of operations all come from
+``botocore/data/rekognition/2016-06-27/service-2.json``, so the gateway accepts
+exactly what the model (and so boto3) describes.
+
+Decisions, where the model does not say:
+
+* Unknown members are ignored and dropped, at every level, as AWS JSON services
+  do (it lets newer clients talk to an older server).
+* A value of the wrong JSON type (a string for an integer, ``true`` for an
+  integer, a number for a list ...) is a ``SerializationException``, as AWS
+  answers it: deserialisation fails before validation runs. All such errors
+  are listed together.
+* Constraint violations (required, length, size, range, pattern, enum, blob
+  length, bad base64) are an ``InvalidParameterException`` in AWS's wording:
+  ``N validation error(s) detected: Value '...' at 'a.b' failed to satisfy
+  constraint: ...; ...``. Paths are lowerCamel like AWS's; list items are
+  ``name.<1-based index>.member``; a bad map key or scalar map value is
+  reported at the map as "Map keys/value must satisfy constraint: [...]".
+  Every violation is counted; the message lists the first
+  ``MAX_LISTED_VIOLATIONS``. Values are cut to ``MAX_VALUE_CHARS`` characters,
+  blobs are shown only by size and sensitive values are redacted.
+* ``null`` members count as absent; an empty body counts as ``{}``.
+* Model patterns are Java regular expressions, matched against the whole value
+  (``Member must satisfy regular expression pattern`` means a full match in
+  AWS). They are translated where Java and Python differ (``\\p{L}``, ``.``)
+  and all compiled at load: a pattern Python cannot reproduce stops the load.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import itertools
+import json
+import math
+import re
+import sys
+import unicodedata
+import warnings
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import botocore.session
+from botocore.model import ServiceModel, Shape
+
+from customlabels import errors
+
+SERVICE_NAME = "rekognition"
+
+CUSTOM_LABELS_OPERATIONS = frozenset({
+    # Projects
+    "CreateProject", "DescribeProjects", "DeleteProject",
+    # Datasets
+    "CreateDataset", "DescribeDataset", "DeleteDataset", "UpdateDatasetEntries",
+    "ListDatasetEntries", "ListDatasetLabels", "DistributeDatasetEntries",
+    # Models
+    "CreateProjectVersion", "DescribeProjectVersions", "DeleteProjectVersion",
+    "CopyProjectVersion", "StartProjectVersion", "StopProjectVersion", "DetectCustomLabels",
+    # Access and tags
+    "PutProjectPolicy", "ListProjectPolicies", "DeleteProjectPolicy",
+    "TagResource", "UntagResource", "ListTagsForResource",
+})
+
+MAX_LISTED_VIOLATIONS = 10
+MAX_VALUE_CHARS = 100
+
+# AWS's integer shapes are Java int and long.
+_INT_BOUNDS = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+_SCALAR_TYPES = frozenset({"string", "integer", "long", "float", "double", "boolean", "blob", "timestamp"})
+_EXPECTED = {
+    "structure": "an object", "map": "an object", "list": "a list", "string": "a string",
+    "integer": "an integer", "long": "an integer", "float": "a number", "double": "a number",
+    "boolean": "a boolean", "blob": "a base64-encoded string",
+    "timestamp": "a timestamp (epoch seconds or an ISO 8601 string)",
+}
+
+
+class ModelError(RuntimeError):
+    """The service model cannot be used as it is (a missing operation, a pattern Python cannot run)."""
+
+
+class ResponseModelError(errors.InternalServerError):
+    """A service returned a result that does not match the operation's output shape (a service bug)."""
+
+
+# --------------------------------------------------------------------------- Java patterns
+
+# Java's "." stops at every line terminator, Python's only at "\n".
+_JAVA_DOT = "[^\\n\\r\\u0085\\u2028\\u2029]"
+
+
+@functools.cache
+def _unicode_categories() -> dict[str, tuple[tuple[int, int], ...]]:
+    """Code point ranges per two-letter general category (one pass, ~0.2 s, once)."""
+    categories = map(unicodedata.category, map(chr, range(sys.maxunicode + 1)))
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    start = 0
+    for category, run in itertools.groupby(categories):
+        length = sum(1 for _ in run)
+        ranges.setdefault(category, []).append((start, start + length - 1))
+        start += length
+    return {name: tuple(spans) for name, spans in ranges.items()}
+
+
+def _category_class_body(name: str, negated: bool) -> str:
+    """The inside of a Python character class equal to Java's ``\\p{name}`` (``\\P`` when negated)."""
+    table = _unicode_categories()
+    names = [c for c in table if c == name or (len(name) == 1 and c[0] == name)]
+    if not names:
+        raise ModelError(f"unsupported Unicode property \\p{{{name}}} in a model pattern")
+    spans = sorted(itertools.chain.from_iterable(table[c] for c in names))
+    if negated:
+        spans = _complement(spans)
+    return "".join(f"\\U{lo:08x}" if lo == hi else f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in spans)
+
+
+def _complement(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out, next_free = [], 0
+    for lo, hi in spans:
+        if lo > next_free:
+            out.append((next_free, lo - 1))
+        next_free = max(next_free, hi + 1)
+    if next_free <= sys.maxunicode:
+        out.append((next_free, sys.maxunicode))
+    return out
+
+
+def translate_java_pattern(pattern: str) -> str:
+    """Rewrite the Java-only parts of a model pattern for Python's ``re``.
+
+    Handles ``\\p{X}``/``\\P{X}`` (Unicode general categories, unknown to
+    ``re``) and ``.`` (Java excludes all line terminators). Everything else is
+    shared syntax; Java-only constructs this does not know (``\\z``, ``\\Q``,
+    ``&&``, nested classes) make ``compile_java_pattern`` fail rather than
+    silently match something else.
+    """
+    out: list[str] = []
+    in_class = False
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and pattern[i + 1:i + 2] in ("p", "P"):
+            negated = pattern[i + 1] == "P"
+            name, i = _read_property_name(pattern, i + 2)
+            body = _category_class_body(name, negated)
+            out.append(body if in_class else f"[{body}]")
+            continue
+        if char == "\\":
+            out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            # A "]" right after "[" or "[^" is a literal in Python: copy it so it does not end the class.
+            lead = re.match(r"\[\^?\]?", pattern[i:]).group()
+            out.append(lead)
+            i += len(lead)
+            continue
+        elif char == ".":
+            char = _JAVA_DOT
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
+def _read_property_name(pattern: str, pos: int) -> tuple[str, int]:
+    """Read the ``L`` of ``\\pL`` or the ``Lu`` of ``\\p{Lu}``/``\\p{IsLu}``; return it and the next index."""
+    if pattern[pos:pos + 1] == "{":
+        end = pattern.find("}", pos)
+        if end < 0:
+            raise ModelError(f"unterminated \\p{{...}} in model pattern {pattern!r}")
+        name = pattern[pos + 1:end]
+        return name.removeprefix("Is"), end + 1
+    return pattern[pos:pos + 1], pos + 1
+
+
+def compile_java_pattern(pattern: str) -> re.Pattern[str]:
+    """Compile a model pattern with Java's semantics, or raise ModelError.
+
+    ``re.ASCII`` because Java's ``\\d``, ``\\w`` and ``\\s`` are ASCII-only by
+    default; warnings are errors because Python only *warns* about syntax that
+    means something else in Java (``[a&&b]``, nested ``[[...]]``).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            return re.compile(translate_java_pattern(pattern), re.ASCII)
+    except (re.error, FutureWarning, DeprecationWarning) as exc:
+        raise ModelError(f"model pattern {pattern!r} cannot be compiled for Python: {exc}") from exc
+
+
+def _model_patterns(model: ServiceModel) -> dict[str, re.Pattern[str]]:
+    """Every pattern in the whole model, compiled; any failure stops the load, listing them all."""
+    compiled: dict[str, re.Pattern[str]] = {}
+    failures: list[str] = []
+    for name in model.shape_names:
+        pattern = model.shape_for(name).metadata.get("pattern")
+        if pattern is None or pattern in compiled:
+            continue
+        try:
+            compiled[pattern] = compile_java_pattern(pattern)
+        except ModelError as exc:
+            failures.append(f"{name}: {exc}")
+    if failures:
+        raise ModelError("; ".join(failures))
+    return compiled
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class _TypeMismatch(Exception):
+    """A value of the wrong type: a deserialisation error, not a constraint violation."""
+
+
+def _member_path(parent: str, member: str) -> str:
+    """AWS names fields lowerCamel in messages: 'DatasetSource' -> 'datasetSource'."""
+    name = member[:1].lower() + member[1:]
+    return f"{parent}.{name}" if parent else name
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "bytes"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS] + "..."
+
+
+def _render(shape: Shape | None, value: Any) -> str:
+    """A value as AWS quotes it in messages: short, never blob contents or sensitive data."""
+    if value is None:
+        return "null"
+    if shape is not None and shape.metadata.get("sensitive"):
+        return "'*** Sensitive Data Redacted ***'"
+    if shape is not None and shape.type_name == "blob" and isinstance(value, str):
+        return f"'<{len(value)} characters of base64>'"
+    text = _truncate(_plain(value))  # _plain shows bytes by their size only
+    if not text.isascii():  # an unpaired surrogate would break whoever logs or encodes the message
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return f"'{text}'"
+
+
+def _plain(value: Any) -> str:
+    """Java-ish toString, as in AWS messages (true, [a, b], {k=v}), cut at MAX_VALUE_CHARS.
+
+    Built lazily from tokens so that a huge or deeply nested value costs no
+    more than the characters shown.
+    """
+    shown: list[str] = []
+    size = 0
+    for token in _tokens(value, depth=0):
+        shown.append(token)
+        size += len(token)
+        if size > MAX_VALUE_CHARS:
+            break
+    return _truncate("".join(shown))
+
+
+def _tokens(value: Any, depth: int) -> Iterator[str]:
+    if depth > 8:
+        yield "..."
+    elif value is None:
+        yield "null"
+    elif isinstance(value, bool):
+        yield "true" if value else "false"
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        yield f"<{len(value)} bytes>"  # never blob contents
+    elif isinstance(value, (list, tuple)):
+        yield "["
+        for index, item in enumerate(value):
+            yield ", " if index else ""
+            yield from _tokens(item, depth + 1)
+        yield "]"
+    elif isinstance(value, Mapping):
+        yield "{"
+        for index, (key, item) in enumerate(value.items()):
+            yield f"{', ' if index else ''}{_truncate(str(key))}="
+            yield from _tokens(item, depth + 1)
+        yield "}"
+    else:
+        yield _truncate(str(value))
+
+
+def _length_failures(metadata: Mapping[str, Any], length: int) -> list[str]:
+    """Length of a string/blob and size of a list/map share AWS's wording."""
+    failures = []
+    if "min" in metadata and length < metadata["min"]:
+        failures.append(f"Member must have length greater than or equal to {metadata['min']}")
+    if "max" in metadata and length > metadata["max"]:
+        failures.append(f"Member must have length less than or equal to {metadata['max']}")
+    return failures
+
+
+def _range_failures(metadata: Mapping[str, Any], number: float) -> list[str]:
+    """On numeric shapes ``min``/``max`` bound the value itself."""
+    failures = []
+    if "min" in metadata and number < metadata["min"]:
+        failures.append(f"Member must have value greater than or equal to {metadata['min']}")
+    if "max" in metadata and number > metadata["max"]:
+        failures.append(f"Member must have value less than or equal to {metadata['max']}")
+    return failures
+
+
+class _Checker:
+    """One walk of a value against a shape, collecting every problem.
+
+    ``wire=True`` checks a decoded JSON request and converts it the way boto3
+    would hand it over (base64 blobs -> bytes, timestamps -> datetime);
+    ``wire=False`` checks a service's Python result (bytes, datetime) as is,
+    and also reports members the shape does not have.
+    """
+
+    def __init__(self, patterns: Mapping[str, re.Pattern[str]], *, wire: bool):
+        self._patterns = patterns
+        self._wire = wire
+        # Messages are kept only for the first problems (they are all that a
+        # message lists), so a huge bad list costs no more than a small one.
+        self.type_errors: list[str] = []
+        self.violations: list[str] = []
+        self.type_error_count = 0
+        self.violation_count = 0
+
+    # -- dispatch
+
+    def value(self, shape: Shape, value: Any, path: str) -> Any:
+        """Check ``value`` (never None) against ``shape``; return it converted."""
+        if shape.type_name not in _SCALAR_TYPES:
+            return getattr(self, f"_{shape.type_name}")(shape, value, path)
+        try:
+            converted, failures = self._scalar(shape, value)
+        except _TypeMismatch as exc:
+            self._type_error(path, shape, value, str(exc))
+            return value
+        shown = converted if shape.type_name == "blob" else value  # a blob by its decoded size
+        for failure in failures:
+            self._violation(path, shape, shown, failure)
+        return converted
+
+    def _type_error(self, path: str, shape: Shape | None, value: Any, expected: str) -> None:
+        self.type_error_count += 1
+        if len(self.type_errors) < MAX_LISTED_VIOLATIONS:
+            self.type_errors.append(
+                f"Value {_render(shape, value)} at '{path or '.'}' is {_json_kind(value)}, expected {expected}"
+            )
+
+    def _violation(self, path: str, shape: Shape | None, value: Any, constraint: str) -> None:
+        self.violation_count += 1
+        if len(self.violations) < MAX_LISTED_VIOLATIONS:
+            self.violations.append(
+                f"Value {_render(shape, value)} at '{path}' failed to satisfy constraint: {constraint}"
+            )
+
+    # -- containers
+
+    def _structure(self, shape: Shape, value: Any, path: str) -> Any:
+        if not isinstance(value, Mapping):
+            self._type_error(path, shape, value, _EXPECTED["structure"])
+            return value
+        members = shape.members
+        required = shape.required_members
+        out = {}
+        for name, member_shape in members.items():
+            member_value = value.get(name)
+            member_path = _member_path(path, name)
+            if member_value is None:  # JSON null is the same as absent
+                if name in required:
+                    self._violation(member_path, None, None, "Member must not be null")
+                continue
+            out[name] = self.value(member_shape, member_value, member_path)
+        if not self._wire:  # in a result, an unknown member is a typo in a service
+            for name in value.keys() - members.keys():
+                self.type_error_count += 1
+                if len(self.type_errors) < MAX_LISTED_VIOLATIONS:
+                    self.type_errors.append(f"'{_member_path(path, str(name))}' is not a member of {shape.name}")
+        return out
+
+    def _list(self, shape: Shape, value: Any, path: str) -> Any:
+        sequence_types = list if self._wire else (list, tuple)
+        if not isinstance(value, sequence_types):
+            self._type_error(path, shape, value, _EXPECTED["list"])
+            return value
+        for failure in _length_failures(shape.metadata, len(value)):
+            self._violation(path, shape, value, failure)
+        items = []
+        for index, item in enumerate(value, 1):
+            item_path = f"{path}.{index}.member"
+            if item is None:
+                self._violation(item_path, None, None, "Member must not be null")
+                continue
+            items.append(self.value(shape.member, item, item_path))
+        return items
+
+    def _map(self, shape: Shape, value: Any, path: str) -> Any:
+        if not isinstance(value, Mapping):
+            self._type_error(path, shape, value, _EXPECTED["map"])
+            return value
+        for failure in _length_failures(shape.metadata, len(value)):
+            self._violation(path, shape, value, failure)
+        out = {}
+        for key, item in value.items():
+            self._map_key(shape.key, key, path)
+            if item is not None and shape.value.type_name not in _SCALAR_TYPES:
+                out[key] = self.value(shape.value, item, f"{path}.{_truncate(str(key))}")
+            else:
+                out[key] = self._map_scalar_value(shape.value, item, path, key)
+        return out
+
+    def _map_key(self, key_shape: Shape, key: Any, path: str) -> None:
+        # AWS reports a bad key at the map, listing every constraint it breaks.
+        try:
+            _, failures = self._scalar(key_shape, key)
+        except _TypeMismatch as exc:
+            self._type_error(path, key_shape, key, f"keys to be {exc}")
+            return
+        if failures:
+            self._violation(path, key_shape, key, f"Map keys must satisfy constraint: [{', '.join(failures)}]")
+
+    def _map_scalar_value(self, value_shape: Shape, item: Any, path: str, key: Any) -> Any:
+        if item is None:
+            failures, converted = ["Member must not be null"], None
+        else:
+            try:
+                converted, failures = self._scalar(value_shape, item)
+            except _TypeMismatch as exc:
+                self._type_error(f"{path}.{_truncate(str(key))}", value_shape, item, str(exc))
+                return item
+        if failures:
+            self._violation(path, value_shape, item, f"Map value must satisfy constraint: [{', '.join(failures)}]")
+        return converted
+
+    # -- scalars: return (converted value, constraint failures) or raise _TypeMismatch
+
+    def _scalar(self, shape: Shape, value: Any) -> tuple[Any, list[str]]:
+        return getattr(self, f"_{shape.type_name}")(shape, value)
+
+    def _string(self, shape: Shape, value: Any) -> tuple[Any, list[str]]:
+        if not isinstance(value, str):
+            raise _TypeMismatch(_EXPECTED["string"])
+        if not value.isascii() and _has_lone_surrogate(value):
+            # JSON can smuggle in "\ud800"; it would fail later, deep in a service, as a 500.
+            raise _TypeMismatch("a string of valid Unicode (it has an unpaired surrogate)")
+        metadata = shape.metadata
+        failures = _length_failures(metadata, len(value))
+        pattern = metadata.get("pattern")
+        if pattern is not None and not self._patterns[pattern].fullmatch(value):
+            failures.append(f"Member must satisfy regular expression pattern: {pattern}")
+        enum = metadata.get("enum")
+        if enum and value not in enum:
+            failures.append(f"Member must satisfy enum value set: [{', '.join(enum)}]")
+        return value, failures
+
+    def _integer(self, shape: Shape, value: Any) -> tuple[Any, list[str]]:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _TypeMismatch(_EXPECTED[shape.type_name])
+        low, high = _INT_BOUNDS[shape.type_name]
+        if not low <= value <= high:
+            raise _TypeMismatch(f"an integer between {low} and {high}")
+        return value, _range_failures(shape.metadata, value)
+
+    _long = _integer
+
+    def _float(self, shape: Shape, value: Any) -> tuple[Any, list[str]]:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _TypeMismatch(_EXPECTED["float"])
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _TypeMismatch("a finite number")
+        return float(value), _range_failures(shape.metadata, value)
+
+    _double = _float
+
+    def _boolean(self, shape: Shape, value: Any) -> tuple[Any, list[str]]:
+        if not isinstance(value, bool):
+            raise _TypeMismatch(_EXPECTED["boolean"])
+        return value, []
+
+    def _blob(self, shape: Shape, value: Any) -> tuple[Any, list[str]]:
+        if self._wire:
+            if not isinstance(value, str):
+                raise _TypeMismatch(_EXPECTED["blob"])
+            try:
+                data = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                return value, ["Member must be valid Base64-encoded data"]
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            data = bytes(value)
+        else:
+            raise _TypeMismatch("bytes")
+        return data, _length_failures(shape.metadata, len(data))
+
+    def _timestamp(self, shape: Shape, value: Any) -> tuple[Any, list[str]]:
+        if isinstance(value, datetime) and not self._wire:
+            return value, []
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                return datetime.fromtimestamp(value, timezone.utc), []
+            except (OverflowError, OSError, ValueError):
+                raise _TypeMismatch("a timestamp within range") from None
+        if isinstance(value, str) and self._wire:
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                raise _TypeMismatch(_EXPECTED["timestamp"]) from None
+            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)), []
+        raise _TypeMismatch(_EXPECTED["timestamp"] if self._wire else "a datetime")
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _summary(problems: list[str], count: int, noun: str) -> str:
+    """'2 validation errors detected: a; b' (AWS's wording), with the first problems listed."""
+    listed = "; ".join(problems)
+    if count > len(problems):
+        listed += f"; ... and {count - len(problems)} more"
+    return f"{count} {noun}{'s' if count != 1 else ''} detected: {listed}"
+
+
+# --------------------------------------------------------------------------- serialisation
+
+
+def _to_wire(shape: Shape, value: Any) -> Any:
+    """A service's Python value as JSON for ``shape``: only modelled members, no None."""
+    kind = shape.type_name
+    if kind == "structure":
+        members = shape.members
+        return {
+            name: _to_wire(members[name], member)
+            for name, member in value.items()
+            if member is not None and name in members
+        }
+    if kind == "list":
+        return [_to_wire(shape.member, item) for item in value]
+    if kind == "map":
+        return {key: _to_wire(shape.value, item) for key, item in value.items() if item is not None}
+    if kind == "timestamp" and isinstance(value, datetime):
+        # boto3 reads epoch seconds; a naive datetime is taken as UTC, never local time.
+        aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return aware.timestamp()
+    if kind == "blob":
+        raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        return base64.b64encode(raw).decode("ascii")
+    return value
+
+
+# --------------------------------------------------------------------------- the model
+
+
+class ApiModel:
+    """botocore's rekognition model, ready for the gateway. Build once (``load_api_model``)."""
+
+    def __init__(self, service_model: ServiceModel | None = None):
+        self._model = service_model or _botocore_model()
+        _check_operations(self._model)
+        self._patterns = _model_patterns(self._model)
+        self._operation_names = frozenset(self._model.operation_names)
+        self.target_prefix: str = self._model.metadata["targetPrefix"]
+        self.json_version: str = self._model.metadata["jsonVersion"]
+
+    @property
+    def service_model(self) -> ServiceModel:
+        return self._model
+
+    def has_operation(self, name: str) -> bool:
+        """True for any operation of the rekognition model (not only Custom Labels)."""
+        return name in self._operation_names
+
+    def resolve_target(self, target: str | None) -> str:
+        """The operation named by an ``X-Amz-Target`` header, if this product serves it.
+
+        Unknown or malformed target -> UnknownOperation; a real Rekognition
+        operation outside Custom Labels -> UnsupportedOperation.
+        """
+        prefix, dot, name = (target or "").partition(".")
+        if prefix != self.target_prefix or not dot or not self.has_operation(name):
+            raise errors.UnknownOperation(f"Unknown operation: X-Amz-Target {_truncate(target or '')!r}")
+        if name not in CUSTOM_LABELS_OPERATIONS:
+            raise errors.UnsupportedOperation(f"{name} is not supported: only the Custom Labels operations are")
+        return name
+
+    def parse_request(self, operation: str, body: bytes) -> dict[str, Any]:
+        """Decode and validate a request body; return boto3-style params (blobs as bytes)."""
+        document = _decode_json_object(body)
+        shape = self._operation(operation).input_shape
+        if shape is None:
+            return {}
+        checker = _Checker(self._patterns, wire=True)
+        params = checker.value(shape, document, "")
+        if checker.type_error_count:
+            message = _summary(checker.type_errors, checker.type_error_count, "serialization error")
+            raise errors.SerializationError(message)
+        if checker.violation_count:
+            raise errors.InvalidParameter(_summary(checker.violations, checker.violation_count, "validation error"))
+        return params
+
+    def serialize_response(self, operation: str, result: Mapping[str, Any] | None) -> bytes:
+        """JSON body for a result: datetimes as epoch seconds, bytes as base64, None dropped.
+
+        Members the output shape does not have are dropped (``check_response``
+        reports them); NaN or infinity raise ValueError, as no AWS client can read them.
+        """
+        shape = self._operation(operation).output_shape
+        document = _to_wire(shape, result or {}) if shape is not None else {}
+        return json.dumps(document, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+    def check_response(self, operation: str, result: Mapping[str, Any] | None) -> None:
+        """Raise ResponseModelError unless ``result`` fits the operation's output shape."""
+        shape = self._operation(operation).output_shape
+        if shape is None:
+            return
+        checker = _Checker(self._patterns, wire=False)
+        checker.value(shape, result or {}, "")
+        count = checker.type_error_count + checker.violation_count
+        if count:
+            listed = (checker.type_errors + checker.violations)[:MAX_LISTED_VIOLATIONS]
+            raise ResponseModelError(f"{operation} result does not match the model: {_summary(listed, count, 'error')}")
+
+    def _operation(self, name: str):
+        if not self.has_operation(name):
+            raise errors.UnknownOperation(f"Unknown operation: {_truncate(name)!r}")
+        return self._model.operation_model(name)  # botocore caches these
+
+
+def _decode_json_object(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}  # AWS JSON services treat an empty body as an empty input
+    try:
+        # Strictly UTF-8 (json.loads would also guess UTF-16/32 from raw bytes).
+        document = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except RecursionError:
+        raise errors.SerializationError("The request body is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        raise errors.SerializationError(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise errors.SerializationError(f"The request body must be a JSON object, not {_json_kind(document)}")
+    return document
+
+
+def _reject_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON (and AWS) do not.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _check_operations(model: ServiceModel) -> None:
+    missing = CUSTOM_LABELS_OPERATIONS - set(model.operation_names)
+    if missing:
+        raise ModelError(f"the {SERVICE_NAME} model lacks operations: {', '.join(sorted(missing))}")
+
+
+@functools.cache
+def load_api_model() -> ApiModel:
+    """The process-wide model: loading and compiling the patterns takes about half a second."""
+    return ApiModel()
+
+
+@functools.cache
+def _botocore_model() -> ServiceModel:
+    return botocore.session.get_session().get_service_model(SERVICE_NAME)
+
+
+# Fail at import, not on the first request, if botocore's model does not have what we serve.
+_check_operations(_botocore_model())

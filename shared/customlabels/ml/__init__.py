@@ -1,0 +1,1 @@
+"""Machine learning: pretrained weights, models, training and evaluation code."""

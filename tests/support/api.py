@@ -1,0 +1,97 @@
+"""Small helpers the API tests share: waiting, images, manifest lines."""
+from __future__ import annotations
+
+import io
+import json
+import time
+
+from PIL import Image
+
+DONE = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "CREATE_FAILED", "UPDATE_FAILED"}
+
+
+def wait_dataset(client, arn: str, timeout: float = 120) -> dict:
+    """DescribeDataset once the dataset has left its *_IN_PROGRESS status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        description = client.describe_dataset(DatasetArn=arn)["DatasetDescription"]
+        if description["Status"] in DONE:
+            return description
+        if time.monotonic() > deadline:
+            raise AssertionError(f"dataset {arn} still {description['Status']}: {description.get('StatusMessage')}")
+        time.sleep(0.05)
+
+
+def wait_gone(describe, timeout: float = 60) -> None:
+    """Until ``describe()`` raises ResourceNotFoundException."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            describe()
+        except Exception as e:  # botocore ClientError
+            if getattr(e, "response", {}).get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return
+            raise
+        time.sleep(0.05)
+    raise AssertionError("resource still there")
+
+
+def jpeg(width: int = 96, height: int = 80, color=(200, 30, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def classification_line(bucket: str, key: str, label: str, attribute: str = "label") -> dict:
+    return {
+        "source-ref": f"s3://{bucket}/{key}",
+        attribute: 1,
+        f"{attribute}-metadata": {
+            "class-name": label,
+            "confidence": 1,
+            "type": "groundtruth/image-classification",
+            "human-annotated": "yes",
+            "creation-date": "2026-11-26T00:00:00",
+            "job-name": "tests",
+        },
+    }
+
+
+def detection_line(bucket: str, key: str, size: tuple[int, int], boxes: list[tuple[int, float, float, float, float]],
+                   class_map: dict[str, str]) -> dict:
+    width, height = size
+    return {
+        "source-ref": f"s3://{bucket}/{key}",
+        "bounding-box": {
+            "image_size": [{"width": width, "height": height, "depth": 3}],
+            "annotations": [{"class_id": c, "left": l, "top": t, "width": w, "height": h} for c, l, t, w, h in boxes],
+        },
+        "bounding-box-metadata": {
+            "objects": [{"confidence": 1} for _ in boxes],
+            "class-map": class_map,
+            "type": "groundtruth/object-detection",
+            "human-annotated": "yes",
+            "creation-date": "2026-11-26T00:00:00",
+            "job-name": "tests",
+        },
+    }
+
+
+def manifest(lines: list) -> bytes:
+    """JSON lines; a str item is written as is (to test malformed lines)."""
+    return "\n".join(item if isinstance(item, str) else json.dumps(item) for item in lines).encode() + b"\n"
+
+
+def all_entries(client, arn: str, **filters) -> list[dict]:
+    entries, token = [], None
+    while True:
+        kwargs = {"DatasetArn": arn, **filters, **({"NextToken": token} if token else {})}
+        page = client.list_dataset_entries(**kwargs)
+        entries += [json.loads(line) for line in page["DatasetEntries"]]
+        token = page.get("NextToken")
+        if not token:
+            return entries
+
+
+def error_code(excinfo) -> str:
+    return excinfo.value.response["Error"]["Code"]

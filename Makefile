@@ -32,7 +32,6 @@ run: install
 
 ## test: every test (the servers they need are started by the test fixtures)
 test: install
-	$(VENV)/bin/lint-imports --config pyproject.toml
 	$(PY) -m pytest
 
 ## bench-ingest: 20,000-line manifest through UpdateDatasetEntries, then paging ListDatasetEntries

@@ -12,7 +12,7 @@ from typing import Iterable
 
 from customlabels.images import ImageProblem, inspect_blob
 from customlabels.manifests import ImageCheck
-from customlabels.ports.blobs import BlobStore, BlobStoreError, NoSuchBucket, NoSuchKey
+from customlabels.ports.blobs import BlobStore, ObjectInfo
 from customlabels.ports.documents import Collection, Put, ScopedStore
 
 IMAGES = "images"
@@ -30,31 +30,37 @@ class ImageChecker:
         """Checks for each (bucket, key), from the cache where it is still valid."""
         refs = list(dict.fromkeys(refs))
         cached = await self.store.get_many(IMAGES, [f"{b}/{k}" for b, k in refs])
-        results = await asyncio.gather(*(self._check(b, k, cached.get(f"{b}/{k}")) for b, k in refs))
-        checks, writes = {}, []
-        for ref, (check, write) in zip(refs, results):
-            checks[ref] = check
-            if write is not None:
-                writes.append(write)
-        if writes:
-            await self.store.commit(writes)
+        infos: dict[tuple[str, str], ObjectInfo] = {}
+        for bucket in {b for b, _ in refs}:
+            found = await self.blobs.stat_many(bucket, [k for b, k in refs if b == bucket])
+            infos.update(((bucket, key), info) for key, info in found.items())
+        checks, misses = {}, []
+        for ref in refs:
+            info, doc = infos.get(ref), cached.get("/".join(ref))
+            if info is None:
+                checks[ref] = ImageCheck(error_code=_NOT_FOUND, error_message=f"image s3://{ref[0]}/{ref[1]} was not found")
+            elif doc is not None and doc["size"] == info.size and doc["modified"] == info.modified.isoformat():
+                checks[ref] = _from_doc(doc)
+            else:
+                misses.append((ref, info))
+        docs = await asyncio.gather(*(self._inspect(ref, info) for ref, info in misses))
+        for (ref, _), doc in zip(misses, docs):
+            checks[ref] = _from_doc(doc)
+        if docs:
+            await self.store.commit([Put(IMAGES, doc) for doc in docs])
         return checks
 
-    async def _check(self, bucket: str, key: str, cached: dict | None) -> tuple[ImageCheck, Put | None]:
+    async def _inspect(self, ref: tuple[str, str], info: ObjectInfo) -> dict:
+        """A cache document for an object not checked since it last changed."""
+        bucket, key = ref
+        doc = {"_id": f"{bucket}/{key}", "size": info.size, "modified": info.modified.isoformat()}
         async with self._limit:
             try:
-                info = await self.blobs.stat(bucket, key)
-            except (NoSuchKey, NoSuchBucket, BlobStoreError):
-                return ImageCheck(error_code=_NOT_FOUND, error_message=f"image s3://{bucket}/{key} was not found"), None
-            stamp = {"size": info.size, "modified": info.modified.isoformat()}
-            if cached and all(cached.get(k) == v for k, v in stamp.items()):
-                return _from_doc(cached), None
-            try:
-                image = await inspect_blob(self.blobs, bucket, key)
-                doc = {**stamp, "width": image.width, "height": image.height, "format": image.format}
+                image = await inspect_blob(self.blobs, bucket, key, info.size)
+                doc.update(width=image.width, height=image.height, format=image.format)
             except ImageProblem as problem:
-                doc = {**stamp, "error_code": problem.code, "error_message": str(problem)}
-            return _from_doc(doc), Put(IMAGES, {"_id": f"{bucket}/{key}", **doc})
+                doc.update(error_code=problem.code, error_message=str(problem))
+        return doc
 
 
 def _from_doc(doc: dict) -> ImageCheck:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from customlabels import clock, manifests
 from customlabels.events import DatasetDeleted, DatasetImported, DatasetEntriesChanged, DatasetJobRequested, DatasetStatusChanged
-from customlabels.manifests import ImageCheck, ParsedLine, RejectedLine, parse_line, validate_line
+from customlabels.manifests import Entry, ImageCheck, ParsedLine, RejectedLine, parse_line, validate_line
 from customlabels.messaging import UnitOfWork
 from customlabels.ports.documents import Collection, Delete, Eq, Put, VersionConflict
 
@@ -42,6 +42,7 @@ MAX_JOB_ATTEMPTS = 3
 BATCH = 500
 TEST_SHARE = 0.2
 _MAX_REPORTED_LINES = 20
+KEEP_ENTRIES = 50_000
 
 
 class JobFailed(Exception):
@@ -73,6 +74,16 @@ class Scan:
     labels: set[str] = field(default_factory=set)
     last_line: dict[str, int] = field(default_factory=dict)  # source-ref -> the line that wins
     checks: dict[tuple[str, str], ImageCheck] = field(default_factory=dict)
+    # Validated entries by line number, kept while the manifest is small enough
+    # (every UpdateDatasetEntries call is), so the writing pass need not parse
+    # and validate again; None once a large manifest outgrew the budget.
+    entries: dict[int, Entry] | None = field(default_factory=dict)
+
+    def keep(self, line_number: int, entry: Entry) -> None:
+        if self.entries is not None:
+            self.entries[line_number] = entry
+            if len(self.entries) > KEEP_ENTRIES:
+                self.entries = None
 
     def report(self, line_number: int, code: str, message: str) -> None:
         if len(self.line_errors) < _MAX_REPORTED_LINES:
@@ -257,6 +268,7 @@ class Jobs:
         for parsed in batch:
             entry = validate_line(parsed, scan.checks[(parsed.bucket, parsed.key)])
             scan.last_line[parsed.source_ref] = parsed.line_number
+            scan.keep(parsed.line_number, entry)
             scan.labels.update(entry.labels)
             if manifests.line_is_invalid(entry):
                 scan.invalid += 1
@@ -266,17 +278,27 @@ class Jobs:
     async def _write(self, job: dict[str, Any], scan: Scan) -> None:
         arn = job["dataset_arn"]
         stats = LabelStats.from_doc(arn, await self.store.get(STATS, arn))
-        manifest, docs = job["manifest"], []
-        async for number, raw in self._lines(manifest["bucket"], manifest["key"]):
-            if number <= job["checkpoint"]:
-                continue
-            parsed = parse_line(raw, number)
-            if isinstance(parsed, ParsedLine) and scan.last_line.get(parsed.source_ref) == number:
-                docs.append(entry_doc(arn, validate_line(parsed, scan.checks[(parsed.bucket, parsed.key)])))
+        docs = []
+        async for number, entry in self._winning_entries(job, scan):
+            docs.append(entry_doc(arn, entry))
             if len(docs) >= BATCH:
                 await self._write_batch(job, stats, docs, number, scan.total)
                 docs = []
         await self._write_batch(job, stats, docs, scan.total, scan.total)
+
+    async def _winning_entries(self, job: dict[str, Any], scan: Scan) -> AsyncIterator[tuple[int, Entry]]:
+        """(line number, entry) for each line after the checkpoint whose source-ref it wins."""
+        wins = lambda number, source_ref: number > job["checkpoint"] and scan.last_line.get(source_ref) == number
+        if scan.entries is not None:
+            for number, entry in scan.entries.items():
+                if wins(number, entry.source_ref):
+                    yield number, entry
+            return
+        manifest = job["manifest"]
+        async for number, raw in self._lines(manifest["bucket"], manifest["key"]):
+            parsed = parse_line(raw, number)
+            if isinstance(parsed, ParsedLine) and wins(number, parsed.source_ref):
+                yield number, validate_line(parsed, scan.checks[(parsed.bucket, parsed.key)])
 
     async def _write_batch(self, job: dict[str, Any], stats: LabelStats, docs: list[dict], upto: int, total: int) -> None:
         existing = await self.store.get_many(ENTRIES, [d["_id"] for d in docs]) if docs else {}

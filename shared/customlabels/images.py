@@ -119,11 +119,13 @@ def inspect_image(head: bytes, tail: bytes, size: int, *, name: str = "the image
     return ImageInfo(fmt, width, height, size, orientation)
 
 
-async def inspect_blob(blobs: BlobStore, bucket: str, key: str) -> ImageInfo:
-    """``inspect_image`` on a stored object, reading only its head and tail."""
+async def inspect_blob(blobs: BlobStore, bucket: str, key: str, size: int | None = None) -> ImageInfo:
+    """``inspect_image`` on a stored object, reading only its head and tail
+    (``size``, when the caller has just stat'ed the object, saves a stat)."""
     name = f"image s3://{bucket}/{key}"
     try:
-        size = (await blobs.stat(bucket, key)).size
+        if size is None:
+            size = (await blobs.stat(bucket, key)).size
         _check_size(size, name)  # before reading anything of an oversized object
         tail = await blobs.read_range(bucket, key, -TAIL_BYTES, TAIL_BYTES)
         want = HEAD_BYTES

@@ -122,6 +122,15 @@ class TestPutGetStat:
         assert (info.bucket, info.key, info.size) == (bucket, "a/b.txt", 5)
         assert isinstance(info.modified, datetime) and info.modified.tzinfo is not None
 
+    async def test_stat_many(self, blob_store: BlobStore, bucket: str) -> None:
+        await blob_store.put(bucket, "a/1", b"one")
+        await blob_store.put(bucket, "a/2", b"two!")
+        found = await blob_store.stat_many(bucket, ["a/1", "a/2", "a/missing"])
+        assert {k: v.size for k, v in found.items()} == {"a/1": 3, "a/2": 4}
+        assert await blob_store.stat_many(bucket + "-none", ["a/1"]) == {}
+        with pytest.raises(InvalidKey):
+            await blob_store.stat_many(bucket, ["../x"])
+
     async def test_overwrite_replaces(self, blob_store: BlobStore, bucket: str) -> None:
         await blob_store.put(bucket, "k", b"old content, longer")
         info = await blob_store.put(bucket, "k", b"new")
@@ -618,6 +627,7 @@ class TestLocalBlobStore:
         assert (outside / "secret").read_bytes() == b"secret"
         assert await keys(local, "bkt") == []
         assert await keys(local, "bkt", "link/") == []
+        assert await local.stat_many("bkt", ["link/secret"]) == {}
         assert await keys(local, "valid-bucket") == ["k"]
 
     async def test_symlinked_file_leaving_the_bucket(self, local: LocalBlobStore, tmp_path: Path) -> None:
@@ -629,6 +639,7 @@ class TestLocalBlobStore:
         with pytest.raises(InvalidKey):
             await local.read_range("bkt", "leak", 0, 10)
         assert await keys(local, "bkt") == []
+        assert await local.stat_many("bkt", ["leak"]) == {}
         await local.put("bkt", "leak", b"replaces the link, not the target")
         assert secret.read_bytes() == b"secret"
         assert await local.get("bkt", "leak") == b"replaces the link, not the target"
@@ -648,6 +659,7 @@ class TestLocalBlobStore:
         (local.root / "bkt" / "alias").symlink_to(local.root / "bkt" / "real" / "file")
         assert await local.get("bkt", "alias") == b"data"
         assert await keys(local, "bkt") == ["alias", "real/file"]
+        assert {k: v.size for k, v in (await local.stat_many("bkt", ["alias", "real/file"])).items()} == {"alias": 4, "real/file": 4}
 
     async def test_unaddressable_file_names_are_not_listed(self, local: LocalBlobStore) -> None:
         (local.root / "bkt" / "back\\slash").write_bytes(b"x")

@@ -36,7 +36,7 @@ import stat
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Awaitable, BinaryIO, Callable, Iterator
+from typing import Awaitable, BinaryIO, Callable, Iterator, Sequence
 
 from customlabels.ports.blobs import (
     Chunks,
@@ -236,6 +236,35 @@ class LocalBlobStore:
     async def stat(self, bucket: str, key: str) -> ObjectInfo:
         _check(bucket, key)
         return await asyncio.to_thread(self._stat_sync, bucket, key)
+
+    async def stat_many(self, bucket: str, keys: Sequence[str]) -> dict[str, ObjectInfo]:
+        check_bucket(bucket)
+        for key in keys:
+            check_key(key)
+        return await asyncio.to_thread(self._stat_many_sync, bucket, list(keys))
+
+    def _stat_many_sync(self, bucket: str, keys: list[str]) -> dict[str, ObjectInfo]:
+        # Keys of a batch share folders: confine each folder once, then one
+        # lstat per key; only a key that is itself a link takes the full path.
+        try:
+            bucket_dir = self._bucket_dir(bucket)
+        except (NoSuchBucket, InvalidKey):
+            return {}
+        folders: dict[str, str] = {"": bucket_dir}
+        found = {}
+        for key in keys:
+            folder, _, name = key.rpartition("/")
+            try:
+                if folder not in folders:
+                    folders[folder] = self._confine(os.path.join(bucket_dir, folder), bucket, key)
+                st = os.lstat(os.path.join(folders[folder], name))
+                if stat.S_ISLNK(st.st_mode):
+                    found[key] = self._stat_sync(bucket, key)
+                elif _is_regular(st):
+                    found[key] = _info(bucket, key, st)
+            except (OSError, InvalidKey, NoSuchKey):
+                continue
+        return found
 
     def _stat_sync(self, bucket: str, key: str) -> ObjectInfo:
         with self._open_object(bucket, key) as f:

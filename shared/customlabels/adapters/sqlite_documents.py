@@ -546,23 +546,29 @@ def _find_sql(
 
 
 def _after_segments(keys: list[str], values: list[Any], descending: bool) -> list[tuple[str, Params]]:
-    """Disjoint predicates that together select every row after ``values``.
-
-    SQLite orders NULL (a missing field) first, so ascending "beyond NULL" is
-    "IS NOT NULL", and descending "beyond v" is "< v" and then the NULLs.
-    """
+    """Disjoint predicates that together select every row after ``values``:
+    for each key, "the keys before it equal, this one beyond"."""
     segments = []
     for i, (key, value) in enumerate(zip(keys, values)):
         prefix, params = _equal_prefix(keys[:i], values[:i])
-        if descending:
-            beyond = [] if value is None else [(f"{key} < ?", [value])]
-            if value is not None and key not in ("id", "version"):  # columns are never NULL
-                beyond.append((f"{key} IS NULL", []))
-        else:
-            beyond = [(f"{key} IS NOT NULL", [])] if value is None else [(f"{key} > ?", [value])]
-        for sql, beyond_params in beyond:
+        for sql, beyond_params in _beyond(key, value, descending):
             segments.append((" AND ".join(prefix + [sql]), params + beyond_params))
     return segments
+
+
+def _beyond(key: str, value: Any, descending: bool) -> list[tuple[str, Params]]:
+    """Index-range predicates for "``key`` comes after ``value``".
+
+    SQLite sorts NULL (a missing field) first, so ascending, everything non-null
+    is beyond NULL; descending, NULLs come last: beyond v is "< v", then NULL.
+    """
+    if not descending:
+        return [(f"{key} IS NOT NULL", [])] if value is None else [(f"{key} > ?", [value])]
+    if value is None:
+        return []
+    if key in ("id", "version"):  # columns, never NULL
+        return [(f"{key} < ?", [value])]
+    return [(f"{key} < ?", [value]), (f"{key} IS NULL", [])]
 
 
 def _equal_prefix(keys: list[str], values: list[Any]) -> tuple[list[str], Params]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import AsyncIterator, Awaitable, Callable, Protocol
+from typing import AsyncIterator, Awaitable, Callable, Protocol, Sequence
 
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -108,6 +108,11 @@ class BlobStore(Protocol):
     def stream(self, bucket: str, key: str, chunk_size: int = 1 << 20) -> Chunks: ...
 
     async def stat(self, bucket: str, key: str) -> ObjectInfo: ...
+
+    async def stat_many(self, bucket: str, keys: Sequence[str]) -> dict[str, ObjectInfo]:
+        """``stat`` of many keys of one bucket at once, for the keys that exist
+        (a missing key or bucket is simply left out). Imports check thousands
+        of images; one call per batch keeps that cheap."""
 
     async def list(self, bucket: str, prefix: str = "", *, limit: int = 1000, after: str = "") -> list[ObjectInfo]:
         """Objects whose key starts with ``prefix``, in key order, after key ``after``."""

@@ -12,7 +12,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from customlabels import clock, errors
-from customlabels.ports.documents import Collection, Delete, Eq, Index, Insert, Put, VersionConflict, DuplicateKey
+from customlabels.ports.documents import Collection, Delete, Eq, Index, Put, VersionConflict, DuplicateKey
 
 if TYPE_CHECKING:
     from services.projects.service import ProjectsService

@@ -1,21 +1,17 @@
 """Datasets and entries through the stock boto3 client, with real images."""
 from __future__ import annotations
 
-import base64
-import io
 import json
 import struct
 import zlib
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from tests.support.api import (
     all_entries,
     classification_line,
     detection_line,
-    error_code,
     jpeg,
     manifest,
     wait_dataset,
@@ -117,6 +113,19 @@ def test_real_manifests_without_their_images_fail_cleanly(rekognition, objects, 
     assert "ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST" in description["StatusMessage"]
     assert "line 1: ERROR_INVALID_IMAGE" in description["StatusMessage"]
     assert description["DatasetStats"]["TotalEntries"] == 0
+
+
+@pytest.mark.parametrize("name", ["bees-bbox", "logo-bbox", "birds-classification", "driverlicense-bbox"])
+def test_every_real_manifest_imports_without_crashing(rekognition, objects, unique, datasets_dir, name):
+    """Their images are elsewhere: every line reports its missing image and the
+    import fails cleanly on the 20 % rule, with a message naming lines."""
+    project = rekognition.create_project(ProjectName=f"{unique}-{name}")["ProjectArn"]
+    path = datasets_dir / f"groundtruth-manifests/{name}.manifest"
+    arn = create_from_manifest(rekognition, objects, project, "manifests", path.read_bytes())
+    description = wait_dataset(rekognition, arn)
+    assert (description["Status"], description["StatusMessageCode"]) == ("CREATE_FAILED", "CLIENT_ERROR")
+    assert description["StatusMessage"].startswith("ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST")
+    assert "was not found" in description["StatusMessage"]
 
 
 def test_classification_entries_filters_paging_and_labels(rekognition, objects, project, flowers):

@@ -47,14 +47,20 @@ async def request_ids(request: web.Request, handler: Callable[[web.Request], Awa
         response = await handler(request)
     except errors.ApiError as error:
         response = _error_response(error)
-    except web.HTTPException:
-        raise
+    except web.HTTPException as http:  # aiohttp's own: no such route, wrong method
+        response = _error_response(_http_error(http))
     except Exception:
         log.exception("internal error", extra={"request_id": request_id})
         response = _error_response(errors.InternalServerError(f"internal error; request id {request_id}"))
     if not response.prepared:
         response.headers["x-amzn-RequestId"] = request_id
     return response
+
+
+def _http_error(http: web.HTTPException) -> errors.ApiError:
+    error = errors.ApiError(f"{http.reason}: use POST / for the API, PUT or GET /objects/<bucket>/<key> for objects")
+    error.code, error.status = http.reason.replace(" ", ""), http.status
+    return error
 
 
 def _error_response(error: errors.ApiError) -> web.Response:

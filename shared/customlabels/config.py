@@ -44,4 +44,5 @@ class Settings:
             region=env.get("CUSTOMLABELS_REGION", cls.region),
             account_id=account,
             credentials=_credentials(env.get("CUSTOMLABELS_CREDENTIALS")),
+            max_object_bytes=int(env.get("CUSTOMLABELS_MAX_OBJECT_BYTES", cls.max_object_bytes)),
         )

@@ -16,6 +16,7 @@ from botocore.credentials import Credentials
 
 from customlabels.config import DEV_ACCESS_KEY, DEV_SECRET_KEY
 from tests.support.api import jpeg
+from tests.support.server import ServerProcess
 
 TARGET = "RekognitionService."
 
@@ -162,6 +163,27 @@ def test_object_writes_need_a_valid_signature(server, unique):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(unsigned)
     assert e.value.code == 403
+
+
+def test_oversize_object_is_refused_and_not_stored(tmp_path):
+    small = ServerProcess(tmp_path / "data", extra_env={"CUSTOMLABELS_MAX_OBJECT_BYTES": "1000"}).start()
+    try:
+        status, body = signed_object_request(small, "PUT", "/objects/images/big.jpg", b"x" * 2000)
+        assert status == 413 and json.loads(body)["__type"] == "EntityTooLarge"
+        assert signed_object_request(small, "GET", "/objects/images/big.jpg")[0] == 404
+        assert signed_object_request(small, "PUT", "/objects/images/ok.jpg", b"x" * 1000)[0] == 200
+    finally:
+        small.stop()
+
+
+def test_unknown_paths_and_methods_are_json_errors_with_request_ids(server):
+    for method, path in (("GET", "/"), ("GET", "/nothing"), ("DELETE", "/objects/abc/key")):
+        request = urllib.request.Request(server.endpoint + path, method=method)
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(request)
+        assert e.value.code in (404, 405)
+        assert e.value.headers["x-amzn-RequestId"]
+        assert json.loads(e.value.read())["message"]
 
 
 def test_internal_bucket_is_not_reachable(server):

@@ -1,8 +1,16 @@
 """Composition root: builds adapters and services for a mode and runs them.
 
-Embedded mode (``make run`` / ``customlabels serve``): every service in this
-process, SQLite for documents and events, a local folder for objects, all
-under ``CUSTOMLABELS_DATA``, and the gateway on ``CUSTOMLABELS_HOST:PORT``.
+- Embedded (``make run`` / ``customlabels serve``): every service in this
+  process behind the gateway, operations routed in process.
+- One service (``customlabels service <name>``): that service alone with its
+  internal HTTP API and probes (or, for ``gateway``, the public API routed to
+  the others over HTTP) — the distributed deployment runs one per container,
+  as many replicas as wanted.
+
+Either mode uses the distributed adapters whose settings are present
+(``CUSTOMLABELS_KAFKA_BOOTSTRAP``, ``CUSTOMLABELS_MONGODB_URI``,
+``CUSTOMLABELS_S3_ENDPOINT``) and the embedded ones, under
+``CUSTOMLABELS_DATA``, for the rest.
 """
 from __future__ import annotations
 
@@ -10,19 +18,21 @@ import asyncio
 import logging
 import os
 import secrets
-from dataclasses import dataclass, field
-from pathlib import Path
+import signal
+from dataclasses import dataclass
+from typing import Callable
 
 from aiohttp import web
 
 from customlabels.adapters.inprocess_operations import InProcessOperations
-from customlabels.adapters.local_blobs import LocalBlobStore
-from customlabels.adapters.sqlite_documents import SqliteDocumentStore
-from customlabels.adapters.sqlite_events import SqliteEventBus
 from customlabels.config import Settings
 from customlabels.pagination import TokenCodec
-from customlabels.ports.documents import ScopedStore
+from customlabels.ports.blobs import BlobStore
+from customlabels.ports.documents import DocumentStore, ScopedStore
+from customlabels.ports.events import EventBus
+from customlabels.ports.operations import OperationRouter
 from customlabels.service import Service, ServiceContext
+from customlabels.service_http import READY, service_app
 
 from services.datasets import DatasetsService
 from services.gateway.app import gateway_app
@@ -30,77 +40,165 @@ from services.projects import ProjectsService
 
 log = logging.getLogger("customlabels")
 
-SERVICES: tuple[type[Service], ...] = (ProjectsService, DatasetsService)
+SERVICES: dict[str, type[Service]] = {"projects": ProjectsService, "datasets": DatasetsService}
 
 
-def _secret(path: Path) -> bytes:
-    """The server's secret for pagination tokens, made once and kept with the data."""
+# --- adapters ------------------------------------------------------------------
+def documents_adapter(settings: Settings) -> DocumentStore:
+    if settings.mongodb_uri:
+        from customlabels.adapters.mongo_documents import MongoDocumentStore
+
+        return MongoDocumentStore(settings.mongodb_uri, settings.mongodb_database)
+    from customlabels.adapters.sqlite_documents import SqliteDocumentStore
+
+    return SqliteDocumentStore(settings.data_dir / "documents.sqlite")
+
+
+def bus_adapter(settings: Settings) -> EventBus:
+    if settings.kafka_bootstrap:
+        from customlabels.adapters.kafka_events import KafkaEventBus
+
+        return KafkaEventBus(settings.kafka_bootstrap)
+    from customlabels.adapters.sqlite_events import SqliteEventBus
+
+    return SqliteEventBus(settings.data_dir / "events.sqlite")
+
+
+def blobs_adapter(settings: Settings) -> BlobStore:
+    if settings.s3_endpoint:
+        from customlabels.adapters.s3_blobs import S3BlobStore
+
+        endpoint = settings.s3_endpoint
+        secure = endpoint.startswith("https://")
+        endpoint = endpoint.removeprefix("https://").removeprefix("http://").rstrip("/")
+        return S3BlobStore(endpoint, settings.s3_access_key or "", settings.s3_secret_key or "", secure=secure, region=settings.region)
+    from customlabels.adapters.local_blobs import LocalBlobStore
+
+    return LocalBlobStore(settings.data_dir / "objects")
+
+
+def token_codec(settings: Settings) -> TokenCodec:
+    """Pagination tokens: the configured secret, else one made once and kept with the data."""
+    if settings.token_secret:
+        return TokenCodec(settings.token_secret.encode())
+    path = settings.data_dir / "token-secret.key"
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(secrets.token_bytes(32))
-    return path.read_bytes()
+    return TokenCodec(path.read_bytes())
 
 
 @dataclass
+class Adapters:
+    documents: DocumentStore
+    bus: EventBus
+    blobs: BlobStore
+
+    @classmethod
+    async def open(cls, settings: Settings) -> "Adapters":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        adapters = cls(documents_adapter(settings), bus_adapter(settings), blobs_adapter(settings))
+        await adapters.documents.start([])
+        await adapters.bus.start()
+        await adapters.blobs.start()
+        return adapters
+
+    async def close(self) -> None:
+        await self.bus.close()
+        await self.documents.close()
+        await self.blobs.close()
+
+
+async def start_service(kind: type[Service], settings: Settings, adapters: Adapters, router: OperationRouter) -> Service:
+    ctx = ServiceContext(settings, ScopedStore(adapters.documents, kind.name), adapters.bus, adapters.blobs, router, token_codec(settings))
+    service = kind(ctx)
+    await service.start()
+    return service
+
+
+# --- modes ------------------------------------------------------------------------
 class Embedded:
-    settings: Settings
-    app: web.Application = field(init=False)
-    services: list[Service] = field(default_factory=list)
+    """Every service in this process, behind the gateway."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.services: list[Service] = []
 
     async def start(self) -> None:
-        data = self.settings.data_dir
-        data.mkdir(parents=True, exist_ok=True)
-        self.documents = SqliteDocumentStore(data / "documents.sqlite")
-        self.bus = SqliteEventBus(data / "events.sqlite")
-        self.blobs = LocalBlobStore(data / "objects")
-        await self.documents.start([])
-        await self.bus.start()
-        await self.blobs.start()
+        self.adapters = await Adapters.open(self.settings)
+        self.blobs = self.adapters.blobs
         router = InProcessOperations()
-        tokens = TokenCodec(_secret(data / "token-secret.key"))
-        for service_type in SERVICES:
-            ctx = ServiceContext(self.settings, ScopedStore(self.documents, service_type.name), self.bus, self.blobs, router, tokens)
-            service = service_type(ctx)
+        for kind in SERVICES.values():
+            service = await start_service(kind, self.settings, self.adapters, router)
             router.register(service.name, service.operations())
-            await service.start()
             self.services.append(service)
         self.app = gateway_app(self.settings, router, self.blobs)
 
     async def stop(self) -> None:
         for service in reversed(self.services):
             await service.stop()
-        await self.bus.close()
-        await self.documents.close()
-        await self.blobs.close()
+        await self.adapters.close()
 
 
-async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
-    """Run until cancelled (or SIGINT/SIGTERM via ``run_embedded``)."""
-    embedded = Embedded(settings)
-    await embedded.start()
-    runner = web.AppRunner(embedded.app, access_log=None)
+class SingleService:
+    """One service (or the gateway) in this process, the others reached over HTTP."""
+
+    def __init__(self, name: str, settings: Settings):
+        if name != "gateway" and name not in SERVICES:
+            raise ValueError(f"unknown service {name!r}: choose gateway or one of {', '.join(SERVICES)}")
+        self.name = name
+        self.settings = settings
+        self.service: Service | None = None
+
+    async def start(self) -> None:
+        from customlabels.adapters.http_operations import HttpOperations
+
+        self.router = HttpOperations({n: u for n, u in self.settings.service_urls.items() if n != self.name})
+        if self.name == "gateway":
+            self.blobs = blobs_adapter(self.settings)
+            await self.blobs.start()
+            self.app = gateway_app(self.settings, self.router, self.blobs)
+            return
+        self.adapters = await Adapters.open(self.settings)
+        self.service = await start_service(SERVICES[self.name], self.settings, self.adapters, self.router)
+        self.app = service_app(self.service, max_body=self.settings.max_json_body)
+
+    async def stop(self) -> None:
+        if self.service:
+            await self.service.stop()  # the running handler finishes; offsets are committed
+            await self.adapters.close()
+        else:
+            await self.blobs.close()
+        await self.router.close()
+
+
+async def serve(system: Embedded | SingleService, settings: Settings, ready: asyncio.Event | None = None) -> None:
+    """Serve ``system`` on settings.host:port until cancelled, then shut down in order."""
+    await system.start()
+    runner = web.AppRunner(system.app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
-    log.info("customlabels listening on http://%s:%d (data in %s)", settings.host, settings.port, settings.data_dir)
+    system.app[READY]["ready"] = True
+    log.info("customlabels %s listening on http://%s:%d", getattr(system, "name", "(embedded)"), settings.host, settings.port)
     if ready:
         ready.set()
     try:
         await asyncio.Event().wait()
     finally:
+        system.app[READY]["ready"] = False
+        await site.stop()  # no new requests; requests in flight finish
         await runner.cleanup()
-        await embedded.stop()
+        await system.stop()
         log.info("customlabels stopped")
 
 
-def run_embedded() -> None:
+def _run(make: Callable[[Settings], Embedded | SingleService]) -> None:
     logging.basicConfig(level=os.environ.get("CUSTOMLABELS_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
     loop = asyncio.new_event_loop()
-    task = loop.create_task(serve(settings))
-    import signal
-
+    task = loop.create_task(serve(make(settings), settings))
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, task.cancel)
     try:
@@ -109,3 +207,12 @@ def run_embedded() -> None:
         pass
     finally:
         loop.close()
+
+
+def run_embedded() -> None:
+    _run(Embedded)
+
+
+def run_service(name: str) -> None:
+    _run(lambda settings: SingleService(name, settings))
+

@@ -186,6 +186,26 @@ def _add_serve(commands) -> None:
     )
     serve.set_defaults(handler=_serve)
 
+    service = commands.add_parser(
+        "service", help="run one customlabels service in this process (distributed mode)",
+        description=(
+            "Run a single service: gateway (the public API on CUSTOMLABELS_PORT), or projects\n"
+            "or datasets (their internal API, /healthz and /readyz). Each reaches the others\n"
+            "at CUSTOMLABELS_<SERVICE>_URL and uses Kafka, MongoDB and S3 when\n"
+            "CUSTOMLABELS_KAFKA_BOOTSTRAP, CUSTOMLABELS_MONGODB_URI and CUSTOMLABELS_S3_ENDPOINT\n"
+            "are set (see the README). Run any number of replicas of each."
+        ),
+        epilog=(
+            "Example:\n"
+            "  CUSTOMLABELS_PORT=8081 customlabels service projects\n"
+            "  CUSTOMLABELS_PROJECTS_URL=http://127.0.0.1:8081 CUSTOMLABELS_DATASETS_URL=http://127.0.0.1:8082 \\\n"
+            "    customlabels service gateway\n"
+        ),
+        formatter_class=_Formatter,
+    )
+    service.add_argument("name", choices=["gateway", "projects", "datasets"], help="the service to run")
+    service.set_defaults(handler=_service)
+
 
 def _add_upload(commands, connection) -> None:
     upload = commands.add_parser(
@@ -318,13 +338,17 @@ def _endpoint(args: argparse.Namespace) -> Endpoint:
 
 def _serve(args: argparse.Namespace) -> int:
     # Imported on use: the server pulls in heavy dependencies the other commands never need.
-    try:
-        from services.runtime import run_embedded
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("services.runtime", "services"):
-            raise
-        raise CliError("error: this installation has no server (services.runtime is missing)") from None
-    return run_embedded() or 0
+    from services.runtime import run_embedded
+
+    run_embedded()
+    return 0
+
+
+def _service(args: argparse.Namespace) -> int:
+    from services.runtime import run_service
+
+    run_service(args.name)
+    return 0
 
 
 def _upload(args: argparse.Namespace) -> int:

@@ -15,12 +15,8 @@ Every answer carries ``x-amzn-RequestId``; every error is
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
 import mimetypes
-import uuid
 from datetime import datetime, timezone
-from typing import Awaitable, Callable
 
 from aiohttp import web
 
@@ -29,42 +25,14 @@ from customlabels.config import Settings
 from customlabels.ports.blobs import BlobStore, InvalidKey, NoSuchBucket, NoSuchKey, Rejected, check_bucket, check_key
 from customlabels.ports.operations import OperationRouter
 
-from services.gateway import wire
+from customlabels.wire import model as wire
+from customlabels.service_http import add_probes
+from customlabels.wire.http import JSON_CONTENT_TYPE, request_ids
 from services.gateway.sigv4 import verify_request
 
-log = logging.getLogger("customlabels.gateway")
 
-JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
 RESERVED_BUCKET_PREFIX = "customlabels-internal"
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-
-
-@web.middleware
-async def request_ids(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    request_id = str(uuid.uuid4())
-    request["request_id"] = request_id
-    try:
-        response = await handler(request)
-    except errors.ApiError as error:
-        response = _error_response(error)
-    except web.HTTPException as http:  # aiohttp's own: no such route, wrong method
-        response = _error_response(_http_error(http))
-    except Exception:
-        log.exception("internal error", extra={"request_id": request_id})
-        response = _error_response(errors.InternalServerError(f"internal error; request id {request_id}"))
-    if not response.prepared:
-        response.headers["x-amzn-RequestId"] = request_id
-    return response
-
-
-def _http_error(http: web.HTTPException) -> errors.ApiError:
-    error = errors.ApiError(f"{http.reason}: use POST / for the API, PUT or GET /objects/<bucket>/<key> for objects")
-    error.code, error.status = http.reason.replace(" ", ""), http.status
-    return error
-
-
-def _error_response(error: errors.ApiError) -> web.Response:
-    return web.Response(status=error.status, body=json.dumps(error.to_body()).encode(), content_type=JSON_CONTENT_TYPE)
 
 
 class Gateway:
@@ -80,11 +48,8 @@ class Gateway:
         app.router.add_post("/", self.api)
         app.router.add_put("/objects/{bucket}/{key:.+}", self.put_object)
         app.router.add_get("/objects/{bucket}/{key:.+}", self.get_object)
-        app.router.add_get("/healthz", self.health)
+        add_probes(app)
         return app
-
-    async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
 
     def _verify(self, request: web.Request, body_sha256: str, service: str) -> str:
         return verify_request(

@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+SERVICE_NAMES = ("gateway", "projects", "datasets", "training", "evaluation", "hosting", "feedback")
 DEV_ACCESS_KEY = "AKIDCUSTOMLABELS"
 DEV_SECRET_KEY = "customlabels-dev-secret"
 
@@ -30,6 +31,18 @@ class Settings:
     # Objects include manifests, which the reference allows up to 1 GB.
     max_object_bytes: int = 1024 * 1024 * 1024
     max_clock_skew_seconds: int = 15 * 60
+    # Distributed adapters: each one set replaces its embedded counterpart.
+    kafka_bootstrap: str | None = None
+    mongodb_uri: str | None = None
+    mongodb_database: str = "customlabels"
+    s3_endpoint: str | None = None  # host:port, or a URL (https:// means TLS)
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    # Where each service's internal API answers, in distributed mode
+    # (CUSTOMLABELS_<SERVICE>_URL, e.g. CUSTOMLABELS_PROJECTS_URL=http://projects:8080).
+    service_urls: dict[str, str] = field(default_factory=dict)
+    # Signs pagination tokens; replicas of a service must share it.
+    token_secret: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -45,4 +58,16 @@ class Settings:
             account_id=account,
             credentials=_credentials(env.get("CUSTOMLABELS_CREDENTIALS")),
             max_object_bytes=int(env.get("CUSTOMLABELS_MAX_OBJECT_BYTES", cls.max_object_bytes)),
+            kafka_bootstrap=env.get("CUSTOMLABELS_KAFKA_BOOTSTRAP") or None,
+            mongodb_uri=env.get("CUSTOMLABELS_MONGODB_URI") or None,
+            mongodb_database=env.get("CUSTOMLABELS_MONGODB_DATABASE", cls.mongodb_database),
+            s3_endpoint=env.get("CUSTOMLABELS_S3_ENDPOINT") or None,
+            s3_access_key=env.get("CUSTOMLABELS_S3_ACCESS_KEY") or None,
+            s3_secret_key=env.get("CUSTOMLABELS_S3_SECRET_KEY") or None,
+            service_urls={
+                name: env[f"CUSTOMLABELS_{name.upper()}_URL"]
+                for name in SERVICE_NAMES
+                if env.get(f"CUSTOMLABELS_{name.upper()}_URL")
+            },
+            token_secret=env.get("CUSTOMLABELS_TOKEN_SECRET") or None,
         )

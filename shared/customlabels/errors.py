@@ -54,3 +54,14 @@ NoSuchKey = _error("NoSuchKey", 404)
 InvalidObjectKey = _error("InvalidObjectKey", 400)
 EntityTooLarge = _error("EntityTooLarge", 413)
 RequestEntityTooLarge = _error("RequestEntityTooLargeException", 413)
+
+_BY_CODE = {cls.code: cls for cls in list(globals().values()) if isinstance(cls, type) and issubclass(cls, ApiError)}
+
+
+def from_code(code: str, message: str, status: int = 400) -> ApiError:
+    """The error a ``{"__type", "message"}`` body describes (e.g. from another service)."""
+    if code in _BY_CODE:
+        return _BY_CODE[code](message)
+    error = ApiError(message)
+    error.code, error.status = code, status
+    return error

@@ -57,6 +57,9 @@ class ServerProcess:
     def log_path(self) -> Path:
         return self.data_dir.parent / f"{self.data_dir.name}-server.log"
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "services.cli.main", "serve"]
+
     def start(self, timeout: float = 60) -> "ServerProcess":
         env = {
             **os.environ,
@@ -66,15 +69,13 @@ class ServerProcess:
             **self.extra_env,
         }
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli.main", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
-        )
+        self.process = subprocess.Popen(self.command(), env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log_tail()}")
             try:
-                urllib.request.urlopen(f"{self.endpoint}/healthz", timeout=1).read()
+                urllib.request.urlopen(f"{self.endpoint}/readyz", timeout=1).read()
                 return self
             except OSError:
                 time.sleep(0.1)

@@ -10,7 +10,7 @@ from botocore.parsers import create_parser
 from botocore.serialize import create_serializer
 
 from customlabels import errors
-from services.gateway import wire
+from customlabels.wire import model as wire
 
 PROJECT_ARN = "arn:aws:rekognition:us-east-1:123456789012:project/demo/1700000000000"
 TRAIN_ARN = f"{PROJECT_ARN.rsplit('/', 1)[0]}/dataset/train/1700000000001"

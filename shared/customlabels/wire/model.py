@@ -45,7 +45,7 @@ from botocore.model import ServiceModel, Shape
 
 from customlabels import errors
 
-from services.gateway.java_patterns import ModelError, compile_java_pattern, translate_java_pattern  # noqa: F401 (re-exported)
+from customlabels.wire.java_patterns import ModelError, compile_java_pattern, translate_java_pattern  # noqa: F401 (re-exported)
 
 SERVICE_NAME = "rekognition"
 

@@ -1,0 +1,64 @@
+"""Every service its own OS process, talking only through HTTP, events and the
+shared stores — as the distributed deployment runs them."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.support.api import all_entries, classification_line, jpeg, manifest, wait_dataset
+from tests.support.cluster import Cluster
+
+LINES = 2000
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    running = Cluster(tmp_path / "data").start()
+    yield running
+    running.stop()
+
+
+def test_services_as_processes_serve_the_api(cluster):
+    client, objects = cluster.gateway.rekognition(), cluster.gateway.objects()
+    project = client.create_project(ProjectName="split")["ProjectArn"]
+    objects.put("images", "a.jpg", jpeg())
+    objects.put("images", "m.manifest", manifest([classification_line("images", "a.jpg", "cat")]))
+    dataset = client.create_dataset(ProjectArn=project, DatasetType="TRAIN", DatasetSource={
+        "GroundTruthManifest": {"S3Object": {"Bucket": "images", "Name": "m.manifest"}}})["DatasetArn"]
+    assert wait_dataset(client, dataset)["DatasetStats"]["LabeledEntries"] == 1, cluster.logs()
+    # the projects process learns about the dataset from the datasets process's events
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        (description,) = client.describe_projects(ProjectNames=["split"])["ProjectDescriptions"]
+        if description["Datasets"] and description["Datasets"][0]["Status"] == "CREATE_COMPLETE":
+            break
+        time.sleep(0.1)
+    assert description["Datasets"][0]["DatasetArn"] == dataset, cluster.logs()
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        client.describe_dataset(DatasetArn=dataset.replace("/train/", "/test/"))
+
+
+def test_kill_9_of_the_datasets_service_during_an_import(cluster):
+    client, objects = cluster.gateway.rekognition(), cluster.gateway.objects()
+    image = jpeg(64, 64)
+    keys = [f"img/{i:04d}.jpg" for i in range(LINES)]
+    objects.put_many("crash", [(k, image) for k in keys])
+    lines = [classification_line("crash", k, f"label{i % 5}") for i, k in enumerate(keys)]
+    objects.put("crash", "big.manifest", manifest(lines))
+    project = client.create_project(ProjectName="crash")["ProjectArn"]
+    dataset = client.create_dataset(ProjectArn=project, DatasetType="TRAIN", DatasetSource={
+        "GroundTruthManifest": {"S3Object": {"Bucket": "crash", "Name": "big.manifest"}}})["DatasetArn"]
+    deadline = time.monotonic() + 60
+    while not (client.describe_dataset(DatasetArn=dataset)["DatasetDescription"].get("StatusMessage") or "").startswith("Importing"):
+        assert time.monotonic() < deadline, "the import never reached its writing phase"
+        time.sleep(0.005)
+    cluster.processes["datasets"].kill()
+    cluster.processes["datasets"].start()
+
+    description = wait_dataset(client, dataset, timeout=120)
+    assert description["Status"] == "CREATE_COMPLETE", (description, cluster.logs())
+    assert description["DatasetStats"]["TotalEntries"] == LINES
+    entries = all_entries(client, dataset)
+    assert sorted(json.dumps(e, sort_keys=True) for e in entries) == sorted(json.dumps(l, sort_keys=True) for l in lines)

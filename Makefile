@@ -11,7 +11,7 @@ export CUSTOMLABELS_DATA    ?= $(CURDIR)/data
 export CUSTOMLABELS_WEIGHTS ?= $(WEIGHTS_DIR)
 export TORCH_HOME           ?= $(WEIGHTS_DIR)/torch
 
-.PHONY: install run test lint bench-ingest clean
+.PHONY: install run test bench-ingest bench-bus clean
 
 ## install: virtual environment, pinned packages (torch, torchvision, ...), verified weights
 install: $(INSTALLED) $(WEIGHTS_DIR)/.verified
@@ -37,6 +37,10 @@ test: install
 ## bench-ingest: 20,000-line manifest through UpdateDatasetEntries, then paging ListDatasetEntries
 bench-ingest: install
 	$(PY) tests/benchmarks/bench_ingest.py
+
+## bench-bus: events/s and publish-to-handle latency, Kafka (Tansu) beside the embedded bus
+bench-bus: install
+	$(PY) tests/benchmarks/bench_bus.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -6,6 +6,11 @@ storage (a SQLite file; for Kafka, a broker and a topic prefix). Opening a
 second bus on the same storage is how tests restart a "process". Tests touch
 buses only through the port, so a new adapter needs only a new factory.
 
+Kafka runs twice: on Tansu (a Kafka-protocol broker started once per session
+as a child process, ``tests.support.tansu``), and on the official
+apache/kafka image through testcontainers where a Docker engine answers
+(skipped, once, where none does).
+
 Contract points these tests pin down beyond the port's docstring:
 - A group that has never subscribed starts at the oldest retained message.
 - ``close()`` returns even while a handler hangs (adapters bound the wait),
@@ -23,8 +28,10 @@ from typing import Callable, Protocol
 
 import pytest
 
+from customlabels.adapters.kafka_events import KafkaEventBus
 from customlabels.adapters.sqlite_events import SqliteEventBus
 from customlabels.ports.events import EventBus, Message, dead_letter_topic
+from tests.support.tansu import TansuBroker, apache_kafka_container, docker_available
 
 WAIT_SECONDS = 2.0  # how long a test waits for something the bus should do promptly
 
@@ -61,14 +68,94 @@ class SqliteBuses:
             await bus.close()  # closing twice is a no-op
 
 
-FACTORIES = [pytest.param(SqliteBuses, id="sqlite")]
+class KafkaBuses:
+    """Buses on the session's Tansu broker, under a topic (and group) prefix of their own."""
+
+    BROKER_FIXTURE = "tansu"
+    # Short group timings: with aiokafka's defaults a first join takes ~5 s.
+    # fetch_max_wait_ms: Tansu answers a fetch only when about half of it has
+    # passed, even when records are there (real Kafka answers at once).
+    SETTINGS = dict(
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=500,
+        rebalance_timeout_ms=2000,
+        fetch_max_wait_ms=20,
+        retry_backoff_seconds=0.01,
+        max_retry_backoff_seconds=0.05,
+        close_timeout_seconds=0.2,
+        join_timeout_seconds=15,
+    )
+
+    def __init__(self, request: pytest.FixtureRequest):
+        self.broker = request.getfixturevalue(self.BROKER_FIXTURE)
+        self.prefix = f"contract-{uuid.uuid4().hex[:8]}."
+        self.opened: list[KafkaEventBus] = []
+
+    async def open(self) -> EventBus:
+        bus = KafkaEventBus(self.broker.bootstrap_servers, topic_prefix=self.prefix, **self.SETTINGS)
+        await bus.start()
+        self.opened.append(bus)
+        return bus
+
+    async def close_all(self) -> None:
+        for bus in self.opened:
+            await bus.close()  # closing twice is a no-op
+
+    def diagnostics(self) -> str:
+        return self.broker.log_tail()
+
+
+class ApacheKafkaBuses(KafkaBuses):
+    """The same on the genuine broker (apache/kafka, KRaft) in Docker."""
+
+    BROKER_FIXTURE = "apache_kafka"
+
+    def diagnostics(self) -> str:
+        stdout, stderr = self.broker.get_logs()
+        return "\n".join((stdout + stderr).decode(errors="replace").splitlines()[-40:])
+
+
+FACTORIES = [
+    pytest.param(SqliteBuses, id="sqlite"),
+    pytest.param(KafkaBuses, id="kafka-tansu"),
+    pytest.param(ApacheKafkaBuses, id="kafka-apache"),
+]
+
+
+@pytest.fixture(scope="session")
+def tansu(tmp_path_factory):
+    with TansuBroker(tmp_path_factory.mktemp("tansu")) as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def apache_kafka():
+    # Session scope: pytest remembers the skip, so Docker is asked once.
+    reason = docker_available()
+    if reason:
+        pytest.skip(reason)
+    container = apache_kafka_container()
+    yield container
+    container.stop()
 
 
 @pytest.fixture(params=FACTORIES)
 async def bus_factory(request: pytest.FixtureRequest):
     factory: BusFactory = request.param(request)
+    failures = request.session.testsfailed
     yield factory
     await factory.close_all()
+    if request.session.testsfailed > failures and hasattr(factory, "diagnostics"):
+        _show(request, f"{request.node.nodeid} failed; the broker's log:\n{factory.diagnostics()}")
+
+
+def _show(request: pytest.FixtureRequest, text: str) -> None:
+    # Straight to the terminal: output captured during teardown is not shown
+    # for a test whose call already failed.
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter:
+        reporter.write_line("")
+        reporter.write_line(text)
 
 
 @pytest.fixture

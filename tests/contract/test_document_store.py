@@ -5,15 +5,27 @@ add an adapter, append a factory to ``STORE_FACTORIES``: it gets pytest's
 ``tmp_path`` and returns an unstarted store. Called twice with the same path it
 must return stores on the same data (the reopen test relies on that), and
 different paths must give independent, empty stores.
+
+A factory may also have ``prepare(request)``, called before it is used in a
+test (to reach session fixtures such as a server), and ``async
+cleanup(tmp_path)``, awaited after the test's stores are closed.
+
+The MongoDB adapter runs against SecantusDB (a MongoDB wire-protocol server
+started once per session) and, where a Docker engine exists, against the
+official MongoDB image; without one that variant is skipped.
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import re
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
+from motor.motor_asyncio import AsyncIOMotorClient
 
+from customlabels.adapters.mongo_documents import MongoDocumentStore
 from customlabels.adapters.sqlite_documents import SqliteDocumentStore
 from customlabels.ports.documents import (
     ANY_VERSION,
@@ -31,6 +43,7 @@ from customlabels.ports.documents import (
     Update,
     VersionConflict,
 )
+from tests.support.secantus import MONGO_IMAGE, SecantusServer, docker_unavailable, mongo_replica_set_container
 
 StoreFactory = Callable[[Path], DocumentStore]
 
@@ -39,7 +52,63 @@ def sqlite_store(tmp_path: Path) -> DocumentStore:
     return SqliteDocumentStore(tmp_path / "documents.sqlite3")
 
 
-STORE_FACTORIES: list[StoreFactory] = [sqlite_store]
+class MongoStoreFactory:
+    """Stores on the MongoDB server a session fixture provides, one database per
+    test: named after ``tmp_path``, so a second store of the test finds the same
+    data, and dropped when the test is over."""
+
+    def __init__(self, name: str, server_fixture: str) -> None:
+        self.__name__ = name  # the test id
+        self.server_fixture = server_fixture
+        self.uri: str | None = None
+
+    def prepare(self, request: pytest.FixtureRequest) -> None:
+        self.uri = request.getfixturevalue(self.server_fixture)
+
+    def __call__(self, tmp_path: Path) -> DocumentStore:
+        assert self.uri, "prepare() first"
+        return MongoDocumentStore(self.uri, database_name(tmp_path))
+
+    async def cleanup(self, tmp_path: Path) -> None:
+        client = AsyncIOMotorClient(self.uri)
+        try:
+            await client.drop_database(database_name(tmp_path))
+        finally:
+            client.close()
+
+
+def database_name(tmp_path: Path) -> str:
+    """Readable (the test's folder name) and unique (a hash of the whole path),
+    within MongoDB's 63-character limit."""
+    readable = re.sub(r"[^A-Za-z0-9_]", "_", tmp_path.name)[:40]
+    return f"{readable}_{hashlib.sha1(str(tmp_path).encode()).hexdigest()[:10]}"
+
+
+@pytest.fixture(scope="session")
+def secantus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One SecantusDB server for the session; tests keep apart by database."""
+    with SecantusServer(tmp_path_factory.mktemp("secantus")) as server:
+        yield server.uri
+
+
+@pytest.fixture(scope="session")
+def mongodb_container_uri() -> Iterator[str]:
+    """The official MongoDB image as a one-node replica set (transactions need one)."""
+    with mongo_replica_set_container() as container:
+        yield container.get_connection_url()
+
+
+mongo_secantus_store = MongoStoreFactory("mongo_secantus_store", "secantus_uri")
+mongo_container_store = MongoStoreFactory("mongo_container_store", "mongodb_container_uri")
+
+# Asked once, at collection (~0.1 s without an engine): without Docker the
+# container variant is left out and one test below reports it as skipped,
+# rather than every contract test being skipped one by one.
+NO_DOCKER = docker_unavailable()
+
+STORE_FACTORIES: list[StoreFactory] = [sqlite_store, mongo_secantus_store]
+if NO_DOCKER is None:
+    STORE_FACTORIES.append(mongo_container_store)
 
 ITEMS = "test.items"  # general queries
 ACCOUNTS = "test.accounts"  # unique single field
@@ -53,10 +122,15 @@ COLLECTIONS = [
 
 @pytest.fixture(params=STORE_FACTORIES, ids=lambda factory: factory.__name__)
 async def document_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DocumentStore]:
-    store = request.param(tmp_path)
+    factory = request.param
+    if hasattr(factory, "prepare"):
+        factory.prepare(request)
+    store = factory(tmp_path)
     await store.start(COLLECTIONS)
     yield store
     await store.close()
+    if hasattr(factory, "cleanup"):
+        await factory.cleanup(tmp_path)
 
 
 @pytest.fixture
@@ -76,6 +150,12 @@ async def reopen(
     yield open_again
     for store in opened:
         await store.close()
+
+
+def test_the_contract_also_runs_against_the_mongodb_image():
+    if NO_DOCKER:
+        pytest.skip(f"{MONGO_IMAGE} variant not run: no Docker engine ({NO_DOCKER})")
+    assert mongo_container_store in STORE_FACTORIES
 
 
 # --- helpers -----------------------------------------------------------------
@@ -423,6 +503,8 @@ async def query_store(document_store):
         ([Contains("title", "dot")], ["d3", "d4"]),
         ([Contains("title", "4")], []),  # only strings contain text
         ([Contains("title", "o"), Eq("kind", "dog")], ["d2"]),
+        ([Eq("tags", "red")], ["d5"]),  # a list holding the value does not equal it
+        ([Contains("tags", "re")], ["d5"]),  # nor does a list of strings contain text
     ],
 )
 async def test_find_conditions(query_store, where, expected):
@@ -472,6 +554,38 @@ async def test_find_orders_numbers_as_numbers_and_strings_bytewise(document_stor
     await insert_all(document_store, ITEMS, strings)
     page = await document_store.find(ITEMS, [Eq("kind", "s")])
     assert ids(page) == ["s-B", "s-Z", "s-a", "s-aa", "s-b"]
+
+
+@pytest.mark.parametrize("descending", [False, True])
+async def test_pagination_over_a_field_of_mixed_types(document_store, descending):
+    # Missing and null first, then numbers, then strings (both adapters agree on this).
+    values = [None, "b", 3, "a", -1.5, None, 10, "a", 3, "", "10", 2.5]
+    docs = [{"_id": f"m{i:02d}", "kind": "m", "rank": v} for i, v in enumerate(values)]
+    del docs[0]["rank"]  # missing, like null
+    await insert_all(document_store, ITEMS, docs)
+
+    pages = await walk(document_store, ITEMS, [Eq("kind", "m")], order_by=("rank",), descending=descending, limit=1)
+
+    def position(doc: dict[str, Any]) -> tuple:
+        rank = doc.get("rank")
+        bracket = 0 if rank is None else 1 if isinstance(rank, (int, float)) else 2
+        return (bracket, rank if isinstance(rank, (int, float)) else 0, rank if isinstance(rank, str) else "", doc["_id"])
+
+    expected = [d["_id"] for d in sorted(docs, key=position, reverse=descending)]
+    assert [i for page in pages for i in page] == expected
+
+
+async def test_values_that_look_like_operators_are_stored_as_data(document_store):
+    doc = {"_id": "a", "kind": "$kind", "path": "$a.b", "list": ["$x", {"y": "$y"}]}
+    await document_store.commit([Put(ITEMS, doc)])
+    await document_store.commit([Put(ITEMS, {**doc, "more": "$$ROOT"})])
+    await document_store.commit([Update(ITEMS, "a", {"set": "$inc"})])
+
+    got = await document_store.get(ITEMS, "a")
+
+    assert got == {**doc, "more": "$$ROOT", "set": "$inc", "_version": 3}
+    assert ids(await document_store.find(ITEMS, [Eq("kind", "$kind")])) == ["a"]
+    assert ids(await document_store.find(ITEMS, [Contains("more", "$$")])) == ["a"]
 
 
 async def test_find_orders_by_several_fields(document_store):

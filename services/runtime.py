@@ -58,7 +58,7 @@ def bus_adapter(settings: Settings) -> EventBus:
     if settings.kafka_bootstrap:
         from customlabels.adapters.kafka_events import KafkaEventBus
 
-        return KafkaEventBus(settings.kafka_bootstrap)
+        return KafkaEventBus(settings.kafka_bootstrap, topic_prefix=settings.kafka_topic_prefix)
     from customlabels.adapters.sqlite_events import SqliteEventBus
 
     return SqliteEventBus(settings.data_dir / "events.sqlite")

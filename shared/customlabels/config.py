@@ -33,6 +33,7 @@ class Settings:
     max_clock_skew_seconds: int = 15 * 60
     # Distributed adapters: each one set replaces its embedded counterpart.
     kafka_bootstrap: str | None = None
+    kafka_topic_prefix: str = ""  # lets several deployments share one Kafka cluster
     mongodb_uri: str | None = None
     mongodb_database: str = "customlabels"
     s3_endpoint: str | None = None  # host:port, or a URL (https:// means TLS)
@@ -59,6 +60,7 @@ class Settings:
             credentials=_credentials(env.get("CUSTOMLABELS_CREDENTIALS")),
             max_object_bytes=int(env.get("CUSTOMLABELS_MAX_OBJECT_BYTES", cls.max_object_bytes)),
             kafka_bootstrap=env.get("CUSTOMLABELS_KAFKA_BOOTSTRAP") or None,
+            kafka_topic_prefix=env.get("CUSTOMLABELS_KAFKA_TOPIC_PREFIX", ""),
             mongodb_uri=env.get("CUSTOMLABELS_MONGODB_URI") or None,
             mongodb_database=env.get("CUSTOMLABELS_MONGODB_DATABASE", cls.mongodb_database),
             s3_endpoint=env.get("CUSTOMLABELS_S3_ENDPOINT") or None,

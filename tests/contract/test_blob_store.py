@@ -32,7 +32,7 @@ import pytest
 from customlabels.adapters.local_blobs import TMP_DIR, LocalBlobStore
 from customlabels.adapters.s3_blobs import S3BlobStore
 from customlabels.ports.blobs import BlobStore, InvalidKey, NoSuchBucket, NoSuchKey, ObjectInfo, Rejected
-from tests.support.seaweedfs import S3Endpoint, SeaweedFS, docker_unavailable, minio_container, minio_endpoint
+from tests.support.seaweedfs import S3Endpoint, docker_unavailable, minio_container, minio_endpoint
 
 
 @dataclass(frozen=True)
@@ -58,16 +58,6 @@ async def _open_s3(_tmp_path: Path, server: S3Endpoint) -> BlobStore:
     store = S3BlobStore(server.endpoint, server.access_key, server.secret_key)
     await store.start()
     return store
-
-
-@pytest.fixture(scope="session")
-def seaweedfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
-    """One ``weed mini`` for the session; its log is ``<basetemp>/seaweedfs0/weed.log``."""
-    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs")).start()
-    try:
-        yield server.s3()
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

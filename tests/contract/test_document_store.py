@@ -43,7 +43,7 @@ from customlabels.ports.documents import (
     Update,
     VersionConflict,
 )
-from tests.support.secantus import MONGO_IMAGE, SecantusServer, docker_unavailable, mongo_replica_set_container
+from tests.support.secantus import MONGO_IMAGE, docker_unavailable, mongo_replica_set_container
 
 StoreFactory = Callable[[Path], DocumentStore]
 
@@ -82,13 +82,6 @@ def database_name(tmp_path: Path) -> str:
     within MongoDB's 63-character limit."""
     readable = re.sub(r"[^A-Za-z0-9_]", "_", tmp_path.name)[:40]
     return f"{readable}_{hashlib.sha1(str(tmp_path).encode()).hexdigest()[:10]}"
-
-
-@pytest.fixture(scope="session")
-def secantus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One SecantusDB server for the session; tests keep apart by database."""
-    with SecantusServer(tmp_path_factory.mktemp("secantus")) as server:
-        yield server.uri
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,7 @@ import pytest
 from customlabels.adapters.kafka_events import KafkaEventBus
 from customlabels.adapters.sqlite_events import SqliteEventBus
 from customlabels.ports.events import EventBus, Message, dead_letter_topic
-from tests.support.tansu import TansuBroker, apache_kafka_container, docker_available
+from tests.support.tansu import apache_kafka_container, docker_available
 
 WAIT_SECONDS = 2.0  # how long a test waits for something the bus should do promptly
 
@@ -120,12 +120,6 @@ FACTORIES = [
     pytest.param(KafkaBuses, id="kafka-tansu"),
     pytest.param(ApacheKafkaBuses, id="kafka-apache"),
 ]
-
-
-@pytest.fixture(scope="session")
-def tansu(tmp_path_factory):
-    with TansuBroker(tmp_path_factory.mktemp("tansu")) as broker:
-        yield broker
 
 
 @pytest.fixture(scope="session")

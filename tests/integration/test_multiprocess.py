@@ -13,9 +13,23 @@ from tests.support.cluster import Cluster
 LINES = 2000
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    running = Cluster(tmp_path / "data").start()
+@pytest.fixture(params=["embedded-adapters", "kafka-mongodb-s3"])
+def cluster(request, tmp_path, unique):
+    """Each service a process; over the embedded adapters (shared files) or over
+    real Kafka (Tansu), MongoDB-protocol (SecantusDB) and S3 (SeaweedFS) servers."""
+    env = {}
+    if request.param == "kafka-mongodb-s3":
+        s3 = request.getfixturevalue("seaweedfs_server")
+        env = {
+            "CUSTOMLABELS_KAFKA_BOOTSTRAP": request.getfixturevalue("tansu").bootstrap_servers,
+            "CUSTOMLABELS_KAFKA_TOPIC_PREFIX": f"{unique}.",
+            "CUSTOMLABELS_MONGODB_URI": request.getfixturevalue("secantus_uri"),
+            "CUSTOMLABELS_MONGODB_DATABASE": unique,
+            "CUSTOMLABELS_S3_ENDPOINT": s3.endpoint,
+            "CUSTOMLABELS_S3_ACCESS_KEY": s3.access_key,
+            "CUSTOMLABELS_S3_SECRET_KEY": s3.secret_key,
+        }
+    running = Cluster(tmp_path / "data", env=env).start()
     yield running
     running.stop()
 

@@ -39,6 +39,8 @@ import urllib3
 from minio import Minio
 from minio.error import MinioException
 
+from tests.support.docker import docker_unavailable  # noqa: F401 (used by the contract suites)
+
 GRPC_OFFSET = 10_000  # SeaweedFS's gRPC port = HTTP port + 10000
 # HTTP ports from 12000-22699, so they and their gRPC ports (22000-32699) stay
 # below Linux's ephemeral range (32768-60999), where outgoing connections take
@@ -288,18 +290,6 @@ def _probe(client: Minio) -> None:
 
 # --- the official MinIO image, where Docker is available --------------------------
 MINIO_IMAGE = "minio/minio:RELEASE.2025-04-22T22-12-26Z"  # pinned: the contract holds for this version
-
-
-def docker_unavailable() -> str | None:
-    """Why no Docker engine can run containers here, or None if one can. Without
-    an engine this fails at once (no socket), so it is cheap to ask."""
-    try:
-        import docker
-
-        docker.from_env(timeout=2).ping()
-    except Exception as exc:  # noqa: BLE001 - DockerException, connection errors, missing package
-        return f"{type(exc).__name__}: {exc}"
-    return None
 
 
 def minio_container(image: str = MINIO_IMAGE, access_key: str = "customlabels-test"):

@@ -21,6 +21,7 @@ from typing import Self
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from tests.support.docker import docker_unavailable  # noqa: F401 (used by the contract suites)
 from tests.support.server import free_port
 
 SECANTUSD = Path(sys.executable).parent / "secantusd-py"  # installed in the venv with SecantusDB
@@ -110,17 +111,6 @@ def _pings(uri: str) -> bool:
 
 # --- the official image, where Docker is available --------------------------------
 MONGO_IMAGE = "mongo:8.0.4"  # pinned: the contract holds for this version
-
-
-def docker_unavailable() -> str | None:
-    """Why no Docker engine can run containers here, or None if one can."""
-    try:
-        import docker
-
-        docker.from_env(timeout=2).ping()
-    except Exception as exc:  # DockerException, connection errors, missing package
-        return f"{type(exc).__name__}: {exc}"
-    return None
 
 
 def _mongo_container_class():

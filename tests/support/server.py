@@ -17,7 +17,6 @@ from pathlib import Path
 
 import boto3
 from botocore.config import Config
-
 from customlabels.client import Endpoint, ObjectClient
 from customlabels.config import DEV_ACCESS_KEY, DEV_SECRET_KEY
 

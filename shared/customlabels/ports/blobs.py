@@ -75,6 +75,24 @@ def check_key(key: str) -> str:
 
 
 Chunks = AsyncIterator[bytes]
+WRITE_BATCH = 1 << 20  # gather small stream chunks so each write is a useful amount
+
+
+async def receive(chunks: Chunks, max_bytes: int, write: Callable[[bytes], Awaitable[None]]) -> None:
+    """Pass a stream to ``write`` in batches of about ``WRITE_BATCH`` bytes,
+    raising ``Rejected`` as soon as it passes ``max_bytes`` (the rest is never read)."""
+    pending = bytearray()
+    received = 0
+    async for chunk in chunks:
+        received += len(chunk)
+        if received > max_bytes:
+            raise Rejected(f"object is larger than the limit of {max_bytes} bytes; nothing was stored")
+        pending += chunk
+        if len(pending) >= WRITE_BATCH:
+            await write(bytes(pending))
+            pending.clear()
+    if pending:
+        await write(bytes(pending))
 
 
 class BlobStore(Protocol):

@@ -110,6 +110,17 @@ class Adapters:
         await self.blobs.close()
 
 
+async def notification_bridge(settings: Settings, bus: EventBus):
+    """The object store's bucket notifications as ImageUploaded events, where configured."""
+    if not (settings.kafka_bootstrap and settings.s3_notifications_topic):
+        return None
+    from customlabels.adapters.s3_notifications import KafkaNotificationBridge
+
+    bridge = KafkaNotificationBridge(settings.kafka_bootstrap, settings.s3_notifications_topic, bus)
+    await bridge.start()
+    return bridge
+
+
 async def start_service(kind: type[Service], settings: Settings, adapters: Adapters, router: OperationRouter) -> Service:
     ctx = ServiceContext(settings, ScopedStore(adapters.documents, kind.name), adapters.bus, adapters.blobs, router, token_codec(settings))
     service = kind(ctx)
@@ -133,9 +144,12 @@ class Embedded:
             service = await start_service(kind, self.settings, self.adapters, router)
             router.register(service.name, service.operations())
             self.services.append(service)
-        self.app = gateway_app(self.settings, router, self.blobs)
+        self.app = gateway_app(self.settings, router, self.blobs, self.adapters.bus)
+        self.bridge = await notification_bridge(self.settings, self.adapters.bus)
 
     async def stop(self) -> None:
+        if self.bridge:
+            await self.bridge.stop()
         for service in reversed(self.services):
             await service.stop()
         await self.adapters.close()
@@ -156,19 +170,24 @@ class SingleService:
 
         self.router = HttpOperations({n: u for n, u in self.settings.service_urls.items() if n != self.name})
         if self.name == "gateway":
-            self.blobs = blobs_adapter(self.settings)
+            self.blobs, self.bus = blobs_adapter(self.settings), bus_adapter(self.settings)
             await self.blobs.start()
-            self.app = gateway_app(self.settings, self.router, self.blobs)
+            await self.bus.start()
+            self.app = gateway_app(self.settings, self.router, self.blobs, self.bus)
             return
         self.adapters = await Adapters.open(self.settings)
         self.service = await start_service(SERVICES[self.name], self.settings, self.adapters, self.router)
+        self.bridge = await notification_bridge(self.settings, self.adapters.bus) if self.name == "datasets" else None
         self.app = service_app(self.service, max_body=self.settings.max_json_body)
 
     async def stop(self) -> None:
         if self.service:
+            if self.bridge:
+                await self.bridge.stop()
             await self.service.stop()  # the running handler finishes; offsets are committed
             await self.adapters.close()
         else:
+            await self.bus.close()
             await self.blobs.close()
         await self.router.close()
 

@@ -163,6 +163,7 @@ class Jobs:
             if dataset is None or dataset.get("job_id") != job["_id"]:
                 continue
             if job["kind"] == "delete" and not failed:
+                await self.service.uploads.drain(arn, None, uow)
                 uow.add(Delete("datasets", arn), Delete(STATS, arn))
                 uow.emit(DatasetDeleted(project_arn=dataset["project_arn"], dataset_arn=arn))
                 continue
@@ -185,8 +186,9 @@ class Jobs:
                     status_message_code=dataset["status_message_code"],
                 )
             )
+            stats = LabelStats.from_doc(arn, await self.store.get(STATS, arn))
+            await self.service.uploads.drain(arn, stats, uow)
             if not failed:
-                stats = LabelStats.from_doc(arn, await self.store.get(STATS, arn))
                 uow.emit(
                     DatasetImported(project_arn=dataset["project_arn"], dataset_arn=arn, job_id=job["_id"],
                                     entries_written=job.get("written", 0), lines_with_errors=job.get("invalid", 0)),

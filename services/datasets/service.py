@@ -10,16 +10,17 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from customlabels import clock, errors
-from customlabels.events import DatasetCreated, DatasetJobRequested, DatasetStatusChanged, Event, ProjectDeleted
+from customlabels.events import DatasetCreated, DatasetJobRequested, DatasetStatusChanged, Event, ImageUploaded, ProjectDeleted
 from customlabels.messaging import EventHandler, UnitOfWork
 from customlabels.ports.blobs import BlobStoreError, InvalidKey
 from customlabels.ports.documents import AnyOf, Collection, Contains, DuplicateKey, Eq, Index, Insert, Put, VersionConflict
 from customlabels.ports.operations import Operations
 from customlabels.service import Service
 
-from services.datasets import entries, image_checks, jobs
+from services.datasets import entries, image_checks, jobs, uploads
 from services.datasets.entries import ENTRIES, STATS, LabelStats
 from services.datasets.jobs import INTERNAL_BUCKET, Jobs, new_job, stored
+from services.datasets.uploads import Uploads
 
 DATASETS = "datasets"
 BUSY = ("CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "DELETE_IN_PROGRESS")
@@ -32,11 +33,13 @@ class DatasetsService(Service):
         *entries.COLLECTIONS,
         *jobs.COLLECTIONS,
         *image_checks.COLLECTIONS,
+        *uploads.COLLECTIONS,
     )
 
     def __init__(self, ctx):
         super().__init__(ctx)
         self.jobs = Jobs(self)
+        self.uploads = Uploads(self)
 
     async def start(self) -> None:
         await self.ctx.blobs.ensure_bucket(INTERNAL_BUCKET)
@@ -54,7 +57,11 @@ class DatasetsService(Service):
         }
 
     def handlers(self) -> Mapping[type[Event], EventHandler]:
-        return {DatasetJobRequested: self.jobs.run, ProjectDeleted: self.on_project_deleted}
+        return {
+            DatasetJobRequested: self.jobs.run,
+            ProjectDeleted: self.on_project_deleted,
+            ImageUploaded: self.uploads.on_image_uploaded,
+        }
 
     # --- lookups ----------------------------------------------------------------
     async def dataset(self, arn: str) -> dict[str, Any]:

@@ -7,7 +7,10 @@
   with service name ``s3``, so users can upload images and manifests and read
   evaluation files. It is to the blob store what MinIO is in distributed mode;
   it owns no state of its own.
-- ``GET /healthz``: liveness.
+- ``GET /healthz``, ``GET /readyz``: liveness and readiness.
+
+A PUT into a watched bucket (``CUSTOMLABELS_WATCHED_BUCKETS``) publishes
+``ImageUploaded``, as MinIO's bucket notifications do in distributed mode.
 
 Every answer carries ``x-amzn-RequestId``; every error is
 ``{"__type", "message"}``; 500 means a bug (logged with the request id).
@@ -22,7 +25,9 @@ from aiohttp import web
 
 from customlabels import errors
 from customlabels.config import Settings
+from customlabels.events import ImageUploaded
 from customlabels.ports.blobs import BlobStore, InvalidKey, NoSuchBucket, NoSuchKey, Rejected, check_bucket, check_key
+from customlabels.ports.events import EventBus
 from customlabels.ports.operations import OperationRouter
 
 from customlabels.wire import model as wire
@@ -36,10 +41,11 @@ _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 class Gateway:
-    def __init__(self, settings: Settings, router: OperationRouter, blobs: BlobStore):
+    def __init__(self, settings: Settings, router: OperationRouter, blobs: BlobStore, bus: EventBus):
         self.settings = settings
         self.router = router
         self.blobs = blobs
+        self.bus = bus
         self.model = wire.load_api_model()
 
     def app(self) -> web.Application:
@@ -122,6 +128,10 @@ class Gateway:
             raise errors.EntityTooLarge(str(e)) from None
         except InvalidKey as e:
             raise errors.InvalidObjectKey(str(e)) from None
+        if bucket in self.settings.watched_buckets:
+            # Published after the object is stored; if this fails the client gets a
+            # 500 and retries the (idempotent) PUT, so the event is not lost.
+            await self.bus.publish([ImageUploaded(bucket=bucket, object_key=key, size=info.size).to_message()])
         return web.json_response({"Bucket": bucket, "Key": key, "Size": info.size, "Sha256": info.sha256})
 
     async def get_object(self, request: web.Request) -> web.StreamResponse:
@@ -143,5 +153,5 @@ class Gateway:
         return response
 
 
-def gateway_app(settings: Settings, router: OperationRouter, blobs: BlobStore) -> web.Application:
-    return Gateway(settings, router, blobs).app()
+def gateway_app(settings: Settings, router: OperationRouter, blobs: BlobStore, bus: EventBus) -> web.Application:
+    return Gateway(settings, router, blobs, bus).app()

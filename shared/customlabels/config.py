@@ -42,6 +42,11 @@ class Settings:
     # Where each service's internal API answers, in distributed mode
     # (CUSTOMLABELS_<SERVICE>_URL, e.g. CUSTOMLABELS_PROJECTS_URL=http://projects:8080).
     service_urls: dict[str, str] = field(default_factory=dict)
+    # Images stored under <bucket>/<project>/<train|test>/ in these buckets become
+    # unlabeled entries of that project's dataset (ImageUploaded events).
+    watched_buckets: tuple[str, ...] = ("customlabels-images",)
+    # Kafka topic where the object store publishes its bucket notifications (S3 event format).
+    s3_notifications_topic: str | None = None
     # Signs pagination tokens; replicas of a service must share it.
     token_secret: str | None = None
 
@@ -72,4 +77,6 @@ class Settings:
                 if env.get(f"CUSTOMLABELS_{name.upper()}_URL")
             },
             token_secret=env.get("CUSTOMLABELS_TOKEN_SECRET") or None,
+            watched_buckets=tuple(b.strip() for b in env.get("CUSTOMLABELS_WATCHED_BUCKETS", "customlabels-images").split(",") if b.strip()),
+            s3_notifications_topic=env.get("CUSTOMLABELS_S3_NOTIFICATIONS_TOPIC") or None,
         )

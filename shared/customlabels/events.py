@@ -1,8 +1,9 @@
 """Event schemas: the only facts services tell each other.
 
-Every event belongs to a project and is keyed by its ARN, so one project's
-events stay in order on every bus. ``topic`` groups the events one service
-emits; subscribers pick the types they handle (see ``customlabels.messaging``).
+Events about a project are keyed by its ARN, so one project's events stay in
+order on every bus; object events are keyed by bucket. ``topic`` groups the
+events one service (or the object store) emits; subscribers pick the types
+they handle (see ``customlabels.messaging``).
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ class Event(BaseModel):
 
     topic: ClassVar[str]
 
-    project_arn: str
     event_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     occurred_at: datetime = Field(default_factory=now)
 
@@ -31,10 +31,15 @@ class Event(BaseModel):
         super().__init_subclass__(**kwargs)
         EVENT_TYPES[cls.__name__] = cls
 
+    @property
+    def partition_key(self) -> str:
+        """Events with one key are handled in order."""
+        raise NotImplementedError
+
     def to_message(self) -> Message:
         return Message(
             topic=self.topic,
-            key=self.project_arn,
+            key=self.partition_key,
             id=self.event_id,
             type=type(self).__name__,
             payload=self.model_dump(mode="json"),
@@ -49,8 +54,16 @@ class Event(BaseModel):
         return event_type.model_validate(message.payload)
 
 
+class ProjectScoped(Event):
+    project_arn: str
+
+    @property
+    def partition_key(self) -> str:
+        return self.project_arn
+
+
 # --- projects ----------------------------------------------------------------
-class ProjectEvent(Event):
+class ProjectEvent(ProjectScoped):
     topic: ClassVar[str] = "projects"
 
 
@@ -63,7 +76,7 @@ class ProjectDeleted(ProjectEvent):
 
 
 # --- datasets ----------------------------------------------------------------
-class DatasetEvent(Event):
+class DatasetEvent(ProjectScoped):
     topic: ClassVar[str] = "datasets"
     dataset_arn: str
 
@@ -109,7 +122,7 @@ class DatasetJobRequested(DatasetEvent):
 
 
 # --- model versions (emitted by the training service) --------------------------
-class VersionEvent(Event):
+class VersionEvent(ProjectScoped):
     topic: ClassVar[str] = "training"
     version_arn: str
     version_name: str
@@ -121,3 +134,18 @@ class VersionCreated(VersionEvent):
 
 class VersionDeleted(VersionEvent):
     pass
+
+
+# --- objects (from the gateway's object routes or the object store's notifications) ---
+class ImageUploaded(Event):
+    """An object was stored; the datasets service adds images under a watched
+    prefix to the matching dataset as unlabeled entries."""
+
+    topic: ClassVar[str] = "objects"
+    bucket: str
+    object_key: str
+    size: int
+
+    @property
+    def partition_key(self) -> str:
+        return self.bucket

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 import struct
 import zlib
 from pathlib import Path
@@ -316,3 +317,47 @@ def test_tags_on_datasets(rekognition, project):
         except rekognition.exceptions.ResourceNotFoundException:
             continue
     assert tags == {"origin": "test"}
+
+
+def _wait_for(predicate, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_images_uploaded_under_a_watched_prefix_become_unlabeled_entries(rekognition, objects, unique):
+    project = rekognition.create_project(ProjectName=unique)["ProjectArn"]
+    train = rekognition.create_dataset(ProjectArn=project, DatasetType="TRAIN")["DatasetArn"]
+    wait_dataset(rekognition, train)
+    objects.put("customlabels-images", f"{unique}/train/new.jpg", jpeg())
+    objects.put("customlabels-images", f"{unique}/train/notes.txt", b"not an image")
+    objects.put("customlabels-images", f"{unique}/elsewhere/other.jpg", jpeg())
+    entries = _wait_for(lambda: all_entries(rekognition, train))
+    assert entries == [{"source-ref": f"s3://customlabels-images/{unique}/train/new.jpg"}]
+    assert rekognition.describe_dataset(DatasetArn=train)["DatasetDescription"]["DatasetStats"]["TotalEntries"] == 1
+
+    # a labeled entry is never overwritten by a later upload of the same image
+    labeled = classification_line("customlabels-images", f"{unique}/train/new.jpg", "cat")
+    rekognition.update_dataset_entries(DatasetArn=train, Changes={"GroundTruth": manifest([labeled])})
+    wait_dataset(rekognition, train)
+    objects.put("customlabels-images", f"{unique}/train/new.jpg", jpeg())
+    objects.put("customlabels-images", f"{unique}/train/marker.jpg", jpeg())
+    _wait_for(lambda: len(all_entries(rekognition, train)) == 2)
+    by_ref = {e["source-ref"]: e for e in all_entries(rekognition, train)}
+    assert by_ref[labeled["source-ref"]] == labeled
+
+
+def test_uploads_while_a_job_runs_wait_for_it(rekognition, objects, unique, flowers):
+    project = rekognition.create_project(ProjectName=unique)["ProjectArn"]
+    lines = [classification_line("flowers", key, label) for key, label in flowers]
+    train = create_from_manifest(rekognition, objects, project, "flowers", lines)
+    objects.put("customlabels-images", f"{unique}/train/during.jpg", jpeg())  # while the import runs
+    assert wait_dataset(rekognition, train)["Status"] == "CREATE_COMPLETE"
+    refs = _wait_for(lambda: {e["source-ref"] for e in all_entries(rekognition, train)} if len(all_entries(rekognition, train)) == 51 else None)
+    assert f"s3://customlabels-images/{unique}/train/during.jpg" in refs
+    stats = rekognition.describe_dataset(DatasetArn=train)["DatasetDescription"]["DatasetStats"]
+    assert (stats["TotalEntries"], stats["LabeledEntries"]) == (51, 50)

@@ -2,12 +2,16 @@
 shared stores — as the distributed deployment runs them."""
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import time
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from tests.support.api import all_entries, classification_line, jpeg, manifest, wait_dataset
+from tests.integration.test_notifications import minio_record
 from tests.support.cluster import Cluster
 
 LINES = 2000
@@ -17,10 +21,11 @@ LINES = 2000
 def cluster(request, tmp_path, unique):
     """Each service a process; over the embedded adapters (shared files) or over
     real Kafka (Tansu), MongoDB-protocol (SecantusDB) and S3 (SeaweedFS) servers."""
-    env = {}
+    env, s3 = {}, None
     if request.param == "kafka-mongodb-s3":
         s3 = request.getfixturevalue("seaweedfs_server")
         env = {
+            "CUSTOMLABELS_S3_NOTIFICATIONS_TOPIC": f"{unique}-objects",
             "CUSTOMLABELS_KAFKA_BOOTSTRAP": request.getfixturevalue("tansu").bootstrap_servers,
             "CUSTOMLABELS_KAFKA_TOPIC_PREFIX": f"{unique}.",
             "CUSTOMLABELS_MONGODB_URI": request.getfixturevalue("secantus_uri"),
@@ -30,6 +35,7 @@ def cluster(request, tmp_path, unique):
             "CUSTOMLABELS_S3_SECRET_KEY": s3.secret_key,
         }
     running = Cluster(tmp_path / "data", env=env).start()
+    running.s3 = s3
     yield running
     running.stop()
 
@@ -52,6 +58,30 @@ def test_services_as_processes_serve_the_api(cluster):
     assert description["Datasets"][0]["DatasetArn"] == dataset, cluster.logs()
     with pytest.raises(client.exceptions.ResourceNotFoundException):
         client.describe_dataset(DatasetArn=dataset.replace("/train/", "/test/"))
+
+    if cluster.s3 is not None:
+        # An image put straight into the object store, announced by a bucket
+        # notification on Kafka (as MinIO does), becomes an unlabeled entry.
+        store = cluster.s3.client()
+        if not store.bucket_exists("customlabels-images"):
+            store.make_bucket("customlabels-images")
+        store.put_object("customlabels-images", "split/train/direct.jpg", io.BytesIO(jpeg()), len(jpeg()))
+        asyncio.run(_notify(cluster.env["CUSTOMLABELS_KAFKA_BOOTSTRAP"], cluster.env["CUSTOMLABELS_S3_NOTIFICATIONS_TOPIC"],
+                            minio_record("customlabels-images", "split/train/direct.jpg")))
+        deadline = time.monotonic() + 60
+        while len(all_entries(client, dataset)) < 2:
+            assert time.monotonic() < deadline, cluster.logs()
+            time.sleep(0.2)
+        assert {"source-ref": "s3://customlabels-images/split/train/direct.jpg"} in all_entries(client, dataset)
+
+
+async def _notify(bootstrap: str, topic: str, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value)
+    finally:
+        await producer.stop()
 
 
 def test_kill_9_of_the_datasets_service_during_an_import(cluster):

@@ -27,6 +27,7 @@ class Cluster:
     data_dir: Path
     env: dict[str, str] = field(default_factory=dict)  # adapter settings shared by every service
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
+    s3: object | None = None  # the S3 server's endpoint, where the cluster uses one
 
     def start(self) -> "Cluster":
         ports = {name: free_port() for name in ("projects", "datasets", "gateway")}

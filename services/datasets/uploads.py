@@ -1,0 +1,87 @@
+"""Images dropped into a watched bucket become unlabeled dataset entries.
+
+The key says where an image goes: ``<project-name>/<train|test>/<anything>``
+in a watched bucket (the layout ``customlabels import-*`` uploads to) feeds
+that project's TRAIN or TEST dataset. An entry that exists already is never
+touched, so a label is never overwritten by an upload.
+
+A dataset busy with a job (an import, a distribution) cannot take writes
+beside it without racing the job's own counts; the entry then waits in
+``pending_uploads`` and the job adds it in its last commit.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from customlabels.events import DatasetEntriesChanged, ImageUploaded
+from customlabels.manifests import ParsedLine, validate_line
+from customlabels.messaging import UnitOfWork
+from customlabels.ports.documents import Collection, Delete, Eq, Index, Put
+
+from services.datasets.entries import ENTRIES, STATS, LabelStats, entry_doc, entry_id
+
+if TYPE_CHECKING:
+    from services.datasets.service import DatasetsService
+
+PENDING = "pending_uploads"
+COLLECTIONS = (Collection(PENDING, (Index(("dataset_arn",)),)),)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def watched_target(key: str) -> tuple[str, str] | None:
+    """(project name, TRAIN|TEST) for a key laid out as <project>/<train|test>/..., else None."""
+    parts = key.split("/")
+    if len(parts) < 3 or parts[1].lower() not in ("train", "test") or not key.lower().endswith(IMAGE_SUFFIXES):
+        return None
+    return parts[0], parts[1].upper()
+
+
+class Uploads:
+    def __init__(self, service: "DatasetsService"):
+        self.service = service
+        self.store = service.store
+
+    async def on_image_uploaded(self, event: ImageUploaded, uow: UnitOfWork) -> None:
+        target = watched_target(event.object_key)
+        if target is None:
+            return
+        dataset = await self._dataset(*target)
+        if dataset is None or dataset["status"] in ("DELETE_IN_PROGRESS", "CREATE_FAILED"):
+            return
+        source_ref = f"s3://{event.bucket}/{event.object_key}"
+        if await self.store.get(ENTRIES, entry_id(dataset["_id"], source_ref)):
+            return
+        (check,) = (await self.service.jobs.images.check_many([(event.bucket, event.object_key)])).values()
+        parsed = ParsedLine(line_number=1, source_ref=source_ref, bucket=event.bucket, key=event.object_key, data={"source-ref": source_ref})
+        doc = entry_doc(dataset["_id"], validate_line(parsed, check))
+        if dataset.get("job_id"):
+            uow.add(Put(PENDING, {"_id": doc["_id"], "dataset_arn": dataset["_id"], "entry": doc}))
+            return
+        stats = LabelStats.from_doc(dataset["_id"], await self.store.get(STATS, dataset["_id"]))
+        stats.replace(None, doc)
+        uow.add(Put(ENTRIES, doc, expected_version=0), stats.write())
+        uow.emit(DatasetEntriesChanged(project_arn=dataset["project_arn"], dataset_arn=dataset["_id"], entry_count=stats.total))
+
+    async def _dataset(self, project_name: str, dataset_type: str) -> dict[str, Any] | None:
+        # An error here (projects unreachable) propagates: the bus redelivers the event.
+        answer = await self.service.ctx.router.call("DescribeProjects", {"ProjectNames": [project_name]})
+        for project in answer["ProjectDescriptions"]:
+            page = await self.store.find("datasets", [Eq("project_arn", project["ProjectArn"]), Eq("dataset_type", dataset_type)], limit=1)
+            if page.items:
+                return page.items[0]
+        return None
+
+    async def drain(self, dataset_arn: str, stats: LabelStats | None, uow: UnitOfWork) -> None:
+        """In a job's last commit: add the uploads that waited for it, counted in
+        ``stats`` (None: the dataset is being deleted, so drop them)."""
+        page = await self.store.find(PENDING, [Eq("dataset_arn", dataset_arn)], limit=10_000)
+        if not page.items:
+            return
+        existing = await self.store.get_many(ENTRIES, [p["entry"]["_id"] for p in page.items])
+        for pending in page.items:
+            uow.add(Delete(PENDING, pending["_id"]))
+            if stats is not None and pending["entry"]["_id"] not in existing:
+                stats.replace(None, pending["entry"])
+                uow.add(Put(ENTRIES, pending["entry"], expected_version=0))
+        if stats is not None:
+            uow.add(stats.write())

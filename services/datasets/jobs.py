@@ -142,16 +142,25 @@ class Jobs:
         return dataset
 
     async def _progress(self, job: dict[str, Any], writes: list, message: str, *arns: str) -> None:
-        """Commit a batch with the job's checkpoint and a progress message on its datasets."""
-        for arn in arns or (job["dataset_arn"],):
-            dataset = await self._dataset(job, arn)
-            dataset["status_message"] = message
-            writes.append(Put("datasets", stored(dataset), expected_version=dataset["_version"]))
-        try:
-            await self._save(job, *writes)
-        except VersionConflict:
-            await self._dataset(job)  # raises Superseded if that is what changed
-            raise
+        """Commit a batch with the job's checkpoint and a progress message on its datasets.
+
+        Uploads touch a busy dataset's document (see ``uploads``); such a conflict
+        is retried with the document read again. A conflict on the job itself
+        means another worker runs it: that one is not retried."""
+        for _ in range(5):
+            datasets = []
+            for arn in arns or (job["dataset_arn"],):
+                dataset = await self._dataset(job, arn)  # raises Superseded if the dataset moved on
+                dataset["status_message"] = message
+                datasets.append(Put("datasets", stored(dataset), expected_version=dataset["_version"]))
+            try:
+                await self._save(job, *writes, *datasets)
+                return
+            except VersionConflict:
+                current = await self.store.get(JOBS, job["_id"])
+                if current is None or current["_version"] != job["_version"]:
+                    raise
+        raise VersionConflict(f"job {job['_id']}: its datasets kept changing; retrying the job")
 
     async def _finish(self, job: dict[str, Any], uow: UnitOfWork, *, message: str = "", failed: tuple[str, str] | None = None) -> None:
         """Last commit of a job (with the event handler's own): statuses and events."""

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from customlabels import clock
 from customlabels.events import DatasetEntriesChanged, ImageUploaded
 from customlabels.manifests import ParsedLine, validate_line
 from customlabels.messaging import UnitOfWork
-from customlabels.ports.documents import Collection, Delete, Eq, Index, Put
+from customlabels.ports.documents import Collection, Delete, Eq, Index, Put, Update
 
 from services.datasets.entries import ENTRIES, STATS, LabelStats, entry_doc, entry_id
 
@@ -54,12 +55,17 @@ class Uploads:
         (check,) = (await self.service.jobs.images.check_many([(event.bucket, event.object_key)])).values()
         parsed = ParsedLine(line_number=1, source_ref=source_ref, bucket=event.bucket, key=event.object_key, data={"source-ref": source_ref})
         doc = entry_doc(dataset["_id"], validate_line(parsed, check))
+        # Committed only if the dataset is still as read: a job that started or
+        # finished meanwhile makes this conflict, and the bus redelivers the event
+        # to decide again. (A job's own last commit conflicts the same way with
+        # this touch, so it never finishes without draining a pending upload.)
+        touch = Update("datasets", dataset["_id"], {"last_upload_at": clock.now().isoformat()}, expected_version=dataset["_version"])
         if dataset.get("job_id"):
-            uow.add(Put(PENDING, {"_id": doc["_id"], "dataset_arn": dataset["_id"], "entry": doc}))
+            uow.add(Put(PENDING, {"_id": doc["_id"], "dataset_arn": dataset["_id"], "entry": doc}), touch)
             return
         stats = LabelStats.from_doc(dataset["_id"], await self.store.get(STATS, dataset["_id"]))
         stats.replace(None, doc)
-        uow.add(Put(ENTRIES, doc, expected_version=0), stats.write())
+        uow.add(Put(ENTRIES, doc, expected_version=0), stats.write(), touch)
         uow.emit(DatasetEntriesChanged(project_arn=dataset["project_arn"], dataset_arn=dataset["_id"], entry_count=stats.total))
 
     async def _dataset(self, project_name: str, dataset_type: str) -> dict[str, Any] | None:

@@ -49,11 +49,11 @@ class DatasetsService(Service):
         return {
             "CreateDataset": self.create_dataset,
             "DescribeDataset": self.describe_dataset,
-            "DeleteDataset": self.delete_dataset,
-            "UpdateDatasetEntries": self.update_dataset_entries,
+            "DeleteDataset": self._retrying(self.delete_dataset),
+            "UpdateDatasetEntries": self._retrying(self.update_dataset_entries),
             "ListDatasetEntries": self.list_dataset_entries,
             "ListDatasetLabels": self.list_dataset_labels,
-            "DistributeDatasetEntries": self.distribute_dataset_entries,
+            "DistributeDatasetEntries": self._retrying(self.distribute_dataset_entries),
         }
 
     def handlers(self) -> Mapping[type[Event], EventHandler]:
@@ -94,10 +94,22 @@ class DatasetsService(Service):
         uow.emit(DatasetJobRequested(project_arn=project_arn, dataset_arn=job["dataset_arn"], job_id=job["_id"]))
 
     async def _commit_busy(self, uow: UnitOfWork, arn: str) -> None:
-        try:
-            await uow.commit()
-        except VersionConflict:
-            raise errors.ResourceInUse(f"dataset {arn} changed while this request ran; retry") from None
+        await uow.commit()  # VersionConflict: the dataset changed meanwhile; see _retrying
+
+    @staticmethod
+    def _retrying(operation):
+        """Run ``operation`` again on a fresh read when its dataset changed
+        between read and commit (an upload touched it), a few times."""
+
+        async def run(req: dict[str, Any]) -> dict[str, Any]:
+            for _ in range(5):
+                try:
+                    return await operation(req)
+                except VersionConflict:
+                    continue
+            raise errors.ResourceInUse("the dataset kept changing while this request ran; retry")
+
+        return run
 
     # --- operations ----------------------------------------------------------------
     async def create_dataset(self, req: dict[str, Any]) -> dict[str, Any]:

@@ -51,12 +51,14 @@ async def test_the_bridge_republishes_notifications_on_the_bus(tansu, unique):
     await producer.send_and_wait(topic, minio_record("customlabels-images", "p/train/z.png", 7))
     bridge = KafkaNotificationBridge(tansu.bootstrap_servers, topic, bus, group=f"{unique}-bridge", **timings)
     await bridge.start()
+    seen: set = set()
     try:
-        first = await asyncio.wait_for(received.get(), 30)
-        second = await asyncio.wait_for(received.get(), 30)
+        while len(seen) < 2:  # at least once: a record may come twice after a retry
+            event = await asyncio.wait_for(received.get(), 30)
+            assert isinstance(event, ImageUploaded)
+            seen.add((event.object_key, event.size))
     finally:
         await bridge.stop()
         await producer.stop()
         await bus.close()
-    assert isinstance(first, ImageUploaded)
-    assert [(e.object_key, e.size) for e in (first, second)] == [("p/train/x y.jpg", 42), ("p/train/z.png", 7)]
+    assert seen == {("p/train/x y.jpg", 42), ("p/train/z.png", 7)}

@@ -1,0 +1,235 @@
+"""The image-classification core: backbones, preprocessing, training, ONNX export.
+
+Real weights (installed under $CUSTOMLABELS_WEIGHTS, default ./weights) and
+real photos (../shared/datasets/flowers-small); nothing is downloaded. About
+45 s on two CPU cores, most of it two small trainings.
+"""
+from __future__ import annotations
+
+import io
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from customlabels.images import ImageProblem
+from customlabels.ml import backbones, classifier
+from customlabels.ml.backbones import (
+    BACKBONES,
+    WeightsMissing,
+    load_backbone,
+    load_imagenet_model,
+    map_lukemelas_state_dict,
+)
+from customlabels.ml.classifier import macro_f1, stratified_holdout, train_classifier
+from customlabels.ml.preprocess import Preprocessing, load_pixels, normalize, preprocess
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+FLOWERS = ROOT.parent / "shared" / "datasets" / "flowers-small"
+WEIGHTS = Path(os.environ.get("CUSTOMLABELS_WEIGHTS", ROOT / "weights"))
+DAISY = 985  # the ImageNet class
+
+pytestmark = pytest.mark.skipif(not FLOWERS.is_dir(), reason=f"the shared datasets are expected at {FLOWERS}")
+
+
+def photos(name: str, start: int, count: int) -> list[bytes]:
+    return [p.read_bytes() for p in sorted((FLOWERS / name).glob("*.jpg"))[start : start + count]]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def two_threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path):
+    """Any attempt to fetch weights fails, and torch's own cache is an empty folder."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("tried to download weights")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    monkeypatch.setenv("CUSTOMLABELS_WEIGHTS", str(WEIGHTS))
+
+
+# --- backbones --------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_backbone_loads_offline_and_recognises_a_daisy(name):
+    model = load_imagenet_model(name, WEIGHTS)
+    spec = BACKBONES[name].preprocessing()
+    with torch.inference_mode():
+        probabilities = model(torch.from_numpy(preprocess(photos("daisy", 0, 4), spec))).softmax(1)
+    top5 = probabilities.topk(5).indices
+    assert sum(DAISY in row for row in top5.tolist()) >= 3, f"{name} does not see daisies: {top5.tolist()}"
+    assert probabilities[:, DAISY].mean() > 0.3
+
+
+def test_feature_extractor_shape():
+    features, dim, size = load_backbone("mobilenet_v2", WEIGHTS)
+    assert (dim, size) == (1280, 224)
+    with torch.inference_mode():
+        assert features(torch.zeros(2, 3, 160, 160)).shape == (2, 1280)
+
+
+def test_corrupt_or_missing_weights_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(backbones, "_verified", set())
+    with pytest.raises(WeightsMissing, match="missing"):
+        load_backbone("efficientnet_lite0", tmp_path)
+    (tmp_path / "efficientnet-lite0-57934424.pth").write_bytes(b"not the weights")
+    with pytest.raises(WeightsMissing, match="sha256"):
+        load_backbone("efficientnet_lite0", tmp_path)
+
+
+def test_lukemelas_mapping_checks_shapes():
+    source = {"_conv_stem.weight": torch.zeros(32, 3, 3, 3), "_fc.bias": torch.zeros(1000)}
+    target = {"conv_stem.weight": torch.zeros(32, 3, 3, 3), "classifier.bias": torch.zeros(1000)}
+    assert list(map_lukemelas_state_dict(source, target)) == list(target)
+    with pytest.raises(ValueError, match="does not fit"):
+        map_lukemelas_state_dict(source, {"conv_stem.weight": torch.zeros(16, 3, 3, 3), "classifier.bias": torch.zeros(1000)})
+    with pytest.raises(ValueError, match="tensors"):
+        map_lukemelas_state_dict(source, {"conv_stem.weight": torch.zeros(32, 3, 3, 3)})
+
+
+# --- preprocessing ------------------------------------------------------------------
+def jpeg(width: int, height: int) -> bytes:
+    rng = np.random.default_rng(width * height)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def test_preprocessing_is_deterministic_and_shaped():
+    spec = Preprocessing(224)
+    data = photos("tulips", 0, 3)
+    first, second = preprocess(data, spec), preprocess(data, spec)
+    assert first.dtype == np.float32 and first.shape == (3, 3, 224, 224)
+    assert np.array_equal(first, second)
+    assert np.array_equal(first, normalize(np.stack([load_pixels(d, 224) for d in data]), spec))
+    # normalised: roughly zero-centred, unit-ish spread
+    assert -1.5 < first.mean() < 1.5 and 0.3 < first.std() < 2
+
+
+def test_preprocessing_keeps_up_to_four_by_three_and_crops_beyond():
+    # A wide image whose left and right quarters are white and middle black:
+    # a 4:3 crop of a 2:1 image keeps only the middle, so the result is all black.
+    image = np.zeros((200, 400, 3), dtype=np.uint8)
+    image[:, :60] = image[:, -60:] = 255  # the 4:3 crop keeps columns 66..333
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    pixels = load_pixels(buffer.getvalue(), 64)
+    assert pixels.shape == (64, 64, 3) and pixels.max() < 40
+    # 4:3 is squashed whole: the white border survives
+    image = np.zeros((300, 400, 3), dtype=np.uint8)
+    image[:, :20] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    assert load_pixels(buffer.getvalue(), 64)[:, 0].min() > 200
+
+
+def test_preprocessing_uses_draft_and_refuses_garbage():
+    assert load_pixels(jpeg(1600, 1200), 224).shape == (224, 224, 3)
+    with pytest.raises(ImageProblem):
+        load_pixels(b"not an image", 224)
+
+
+# --- training -----------------------------------------------------------------------
+CLASSES = ["daisy", "sunflowers", "tulips"]
+
+
+@pytest.fixture(scope="module")
+def trained_multiclass():
+    items = [(data, {name}) for name in CLASSES for data in photos(name, 0, 12)]
+    start = time.monotonic()
+    model = train_classifier(items, task="multiclass", labels=CLASSES, budget_seconds=15, seed=0)
+    return model, time.monotonic() - start
+
+
+def test_multiclass_training_beats_chance_on_unseen_photos(trained_multiclass):
+    model, seconds = trained_multiclass
+    test = [(data, k) for k, name in enumerate(CLASSES) for data in photos(name, 20, 6)]
+    scores = model.predict([data for data, _ in test])
+    assert scores.shape == (18, 3)
+    np.testing.assert_allclose(scores.sum(axis=1), 1, atol=1e-5)  # softmax
+    accuracy = np.mean(scores.argmax(axis=1) == [k for _, k in test])
+    assert accuracy >= 0.75, f"accuracy {accuracy:.2f} (chance 0.33); log: {model.log}"
+    assert seconds <= 15 + 3, f"budget 15 s, took {seconds:.1f} s"
+    stages = [entry["stage"] for entry in model.log]
+    assert "linear" in stages and stages[-1] == "chosen"
+    assert model.labels == CLASSES and model.input_size == BACKBONES[model.backbone].input_size
+
+
+def test_multilabel_training_on_synthetic_labels():
+    # Two overlapping labels made from the flower classes: "yellow" (sunflowers,
+    # dandelion) and "round" (daisy, sunflowers); tulips carry neither.
+    meaning = {"sunflowers": {"yellow", "round"}, "dandelion": {"yellow"}, "daisy": {"round"}, "tulips": set()}
+    items = [(data, labels) for name, labels in meaning.items() for data in photos(name, 0, 8)]
+    start = time.monotonic()
+    model = train_classifier(items, task="multilabel", labels=["yellow", "round"], budget_seconds=8, seed=1)
+    assert time.monotonic() - start <= 8 + 3
+    test = [(data, labels) for name, labels in meaning.items() for data in photos(name, 20, 4)]
+    scores = model.predict([data for data, _ in test])
+    targets = np.array([[label in labels for label in ("yellow", "round")] for _, labels in test], dtype=np.float32)
+    assert scores.shape == (16, 2) and ((scores >= 0) & (scores <= 1)).all()
+    assert not np.allclose(scores.sum(axis=1), 1)  # sigmoids, not a softmax
+    assert macro_f1(scores, targets, "multilabel") >= 0.7, model.log
+
+
+def test_a_budget_shorter_than_feature_extraction_still_gives_a_model():
+    items = [(data, {name}) for name in CLASSES for data in photos(name, 0, 30)]  # 90 images
+    start = time.monotonic()
+    model = train_classifier(items, task="multiclass", labels=CLASSES, budget_seconds=3,
+                             backbone="efficientnet_lite0", seed=0)
+    assert time.monotonic() - start <= 3 + 3
+    assert model.predict(photos("daisy", 35, 1)).shape == (1, 3)
+    assert any("budget reached" in entry.get("note", "") for entry in model.log), model.log
+
+
+def test_fine_tuning_stage_runs_within_the_budget(monkeypatch):
+    # On this CPU the gate keeps small budgets to the probes; force the fine-tuning path.
+    monkeypatch.setattr(classifier, "MIN_FINETUNE_EPOCHS", 0)
+    monkeypatch.setattr(classifier, "MAX_VIEWS", 1)
+    items = [(data, {name}) for name in CLASSES for data in photos(name, 0, 10)]
+    start = time.monotonic()
+    model = train_classifier(items, task="multiclass", labels=CLASSES, budget_seconds=12,
+                             backbone="efficientnet_lite0", seed=0)
+    assert time.monotonic() - start <= 12 + 3
+    epochs = [entry for entry in model.log if entry["stage"].startswith("finetune epoch")]
+    assert epochs and all(0 <= entry["holdout_f1"] <= 1 for entry in epochs), model.log
+    assert all(p.requires_grad for p in model.model.parameters())  # nothing left frozen for the next user
+    assert model.predict(photos("tulips", 30, 2)).shape == (2, 3)
+
+
+def test_stratified_holdout_keeps_rare_labels_in_training():
+    targets = np.zeros((23, 3), dtype=np.float32)
+    targets[:20, 0] = 1
+    targets[20:22, 1] = 1
+    targets[22, 2] = 1
+    holdout = stratified_holdout(targets, 0.15, np.random.default_rng(0))
+    assert len(holdout) == 3 and targets[holdout, 0].all()  # 15 % of the big class; the rare ones stay
+
+
+def test_bad_items_are_refused():
+    with pytest.raises(ValueError, match="exactly one"):
+        train_classifier([(b"", {"a", "b"})], task="multiclass", labels=["a", "b"], budget_seconds=1)
+    with pytest.raises(ValueError, match="not in the label list"):
+        train_classifier([(b"", {"c"})], task="multiclass", labels=["a", "b"], budget_seconds=1)
+
+
+# --- ONNX ---------------------------------------------------------------------------
+def test_onnx_scores_equal_torch_scores(trained_multiclass, tmp_path):
+    from customlabels.ml.onnx_export import OnnxClassifier, export_onnx
+
+    model, _ = trained_multiclass
+    path = export_onnx(model, tmp_path / "model.onnx")
+    runtime = OnnxClassifier(path)
+    assert runtime.labels == CLASSES and runtime.preprocessing == model.preprocessing
+    images = photos("daisy", 30, 3) + photos("roses", 0, 2)  # a batch of 5: the batch axis is dynamic
+    np.testing.assert_allclose(runtime.predict(images), model.predict(images), atol=1e-4)
+    np.testing.assert_allclose(runtime.predict(images[:1]), model.predict(images[:1]), atol=1e-4)

@@ -35,12 +35,21 @@ from customlabels.service import Service, ServiceContext
 from customlabels.service_http import READY, service_app
 
 from services.datasets import DatasetsService
+from services.evaluation import EvaluationService
 from services.gateway.app import gateway_app
+from services.hosting import HostingService
 from services.projects import ProjectsService
+from services.training import TrainingService
 
 log = logging.getLogger("customlabels")
 
-SERVICES: dict[str, type[Service]] = {"projects": ProjectsService, "datasets": DatasetsService}
+SERVICES: dict[str, type[Service]] = {
+    "projects": ProjectsService,
+    "datasets": DatasetsService,
+    "training": TrainingService,
+    "evaluation": EvaluationService,
+    "hosting": HostingService,
+}
 
 
 # --- adapters ------------------------------------------------------------------

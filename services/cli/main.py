@@ -12,7 +12,7 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from customlabels.client import DEFAULT_REGION, DEFAULT_URL, Endpoint, ObjectClient, ObjectStoreError, rekognition
-from services.cli import converters
+from services.cli import converters, models
 from services.cli.imports import CliError, ImportOptions, UsageError, describe_conversion, progress_bar, run_import
 
 DEFAULT_BUCKET = "customlabels-images"
@@ -35,6 +35,8 @@ Examples:
   customlabels serve
   customlabels import-folder ./flowers --project flowers --create-project
   customlabels import-voc ./bccd --split train --project cells --create-project
+  customlabels train --project flowers --wait
+  customlabels export --project flowers --version v1 -o ./model
   customlabels --endpoint-url http://gpu-box:8080 upload ./photos --bucket my-images
 """
 
@@ -110,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_import_folder(commands, connection, imports)
     _add_import_voc(commands, connection, imports)
     _add_import_coco(commands, connection, imports)
+    models.add_commands(commands, connection, _Formatter)
     return parser
 
 

@@ -187,6 +187,7 @@ class ProjectsService(Service):
             if event.version_arn not in project["versions"]:
                 project["versions"].append(event.version_arn)
 
+        uow.add(*access.tag_writes(event.version_arn, event.project_arn, event.tags))
         await self._update_project(event, uow, change)
 
     async def on_version_deleted(self, event: VersionDeleted, uow: UnitOfWork) -> None:

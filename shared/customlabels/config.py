@@ -47,6 +47,8 @@ class Settings:
     watched_buckets: tuple[str, ...] = ("customlabels-images",)
     # Kafka topic where the object store publishes its bucket notifications (S3 event format).
     s3_notifications_topic: str | None = None
+    training_budget_seconds: float = 300.0  # per version; the tag customlabels:max-training-seconds overrides it
+    training_device: str | None = None  # cuda / cpu; None: cuda when present
     # Signs pagination tokens; replicas of a service must share it.
     token_secret: str | None = None
 
@@ -79,4 +81,6 @@ class Settings:
             token_secret=env.get("CUSTOMLABELS_TOKEN_SECRET") or None,
             watched_buckets=tuple(b.strip() for b in env.get("CUSTOMLABELS_WATCHED_BUCKETS", "customlabels-images").split(",") if b.strip()),
             s3_notifications_topic=env.get("CUSTOMLABELS_S3_NOTIFICATIONS_TOPIC") or None,
+            training_budget_seconds=float(env.get("CUSTOMLABELS_TRAINING_BUDGET_SECONDS", cls.training_budget_seconds)),
+            training_device=env.get("CUSTOMLABELS_TRAINING_DEVICE") or None,
         )

@@ -129,11 +129,90 @@ class VersionEvent(ProjectScoped):
 
 
 class VersionCreated(VersionEvent):
-    pass
+    tags: dict[str, str] = {}
 
 
 class VersionDeleted(VersionEvent):
     pass
+
+
+class TrainingRequested(VersionEvent):
+    """Internal to the training service: train version ``version_arn`` (the training workers' queue)."""
+
+    topic: ClassVar[str] = "training.jobs"
+
+
+class TrainingProgress(VersionEvent):
+    stage: str
+    fraction: float  # of the training budget used
+    message: str
+
+
+class TrainingFinished(VersionEvent):
+    """A model is trained and exported; the evaluation service scores it on the test set."""
+
+    model: "ModelLocation"
+    test_manifest: "ObjectLocation"  # the test set's JSON Lines, as trained against
+    output: "ObjectLocation"  # OutputConfig: where the evaluation files go
+    number_of_training_images: int
+
+
+class TrainingFailed(VersionEvent):
+    status_message: str
+
+
+class VersionCompleted(VersionEvent):
+    """TRAINING_COMPLETED: the model can be started (hosting keeps this)."""
+
+    model: "ModelLocation"
+
+
+class VersionStatusChanged(VersionEvent):
+    """Hosting's side of a version's status: STARTING, RUNNING, FAILED, STOPPING, STOPPED."""
+
+    topic: ClassVar[str] = "hosting"
+    status: str
+    status_message: str | None = None
+    min_inference_units: int | None = None
+    max_inference_units: int | None = None
+
+
+# --- evaluation ------------------------------------------------------------------
+class EvaluationEvent(VersionEvent):
+    topic: ClassVar[str] = "evaluation"
+
+
+class EvaluationCompleted(EvaluationEvent):
+    f1_score: float
+    summary: "ObjectLocation"  # EvaluationSummary-<project>-<version>.json in the output bucket
+    snapshot: "ObjectLocation"  # the evaluation manifest snapshot
+    thresholds: dict[str, float]  # per label, the assumed threshold (0..1)
+
+
+class EvaluationFailed(EvaluationEvent):
+    status_message: str
+
+
+class ObjectLocation(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    bucket: str
+    key: str
+
+
+class ModelLocation(BaseModel):
+    """A model artifact: the ONNX file and its card (labels, thresholds, provenance) side by side."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    bucket: str
+    prefix: str  # <prefix>model.onnx, <prefix>model.json
+
+    @property
+    def onnx_key(self) -> str:
+        return f"{self.prefix}model.onnx"
+
+    @property
+    def card_key(self) -> str:
+        return f"{self.prefix}model.json"
 
 
 # --- objects (from the gateway's object routes or the object store's notifications) ---
@@ -149,3 +228,7 @@ class ImageUploaded(Event):
     @property
     def partition_key(self) -> str:
         return self.bucket
+
+
+for _event in EVENT_TYPES.values():
+    _event.model_rebuild()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.api import (
+    create_from_manifest,
     all_entries,
     classification_line,
     detection_line,
@@ -48,16 +49,6 @@ def flowers(server, datasets_dir):
                 objects.put("flowers", key, path.read_bytes())
                 pairs.append((key, label_dir.name))
     return pairs
-
-
-def create_from_manifest(rekognition, objects, project, bucket, lines, dataset_type="TRAIN"):
-    key = f"manifests/{project.rsplit('/', 2)[1]}-{dataset_type}.manifest"
-    objects.put(bucket, key, manifest(lines) if isinstance(lines, list) else lines)
-    return rekognition.create_dataset(
-        ProjectArn=project,
-        DatasetType=dataset_type,
-        DatasetSource={"GroundTruthManifest": {"S3Object": {"Bucket": bucket, "Name": key}}},
-    )["DatasetArn"]
 
 
 def test_empty_dataset_lifecycle(rekognition, project):

@@ -95,3 +95,13 @@ def all_entries(client, arn: str, **filters) -> list[dict]:
 
 def error_code(excinfo) -> str:
     return excinfo.value.response["Error"]["Code"]
+
+
+def create_from_manifest(rekognition, objects, project, bucket, lines, dataset_type="TRAIN"):
+    key = f"manifests/{project.rsplit('/', 2)[1]}-{dataset_type}.manifest"
+    objects.put(bucket, key, manifest(lines) if isinstance(lines, list) else lines)
+    return rekognition.create_dataset(
+        ProjectArn=project,
+        DatasetType=dataset_type,
+        DatasetSource={"GroundTruthManifest": {"S3Object": {"Bucket": bucket, "Name": key}}},
+    )["DatasetArn"]

@@ -40,6 +40,7 @@ from .lines import (
     parse_line,
     validate_line,
 )
+from .targets import stored_line_targets
 from .manifest import (
     ManifestStats,
     bucket_problem,
@@ -65,5 +66,5 @@ __all__ = [
     "bucket_problem", "codes", "dedupe_by_source_ref", "entry_line_json", "first_error", "invalid_rows_problem",
     "iter_manifest_lines", "label_count_problem", "line_codes", "line_count_problem", "line_is_invalid", "line_problems",
     "manifest_problems", "manifest_size_problem", "message", "parse_line", "problem", "summarize",
-    "too_many_invalid", "validate_line",
+    "stored_line_targets", "too_many_invalid", "validate_line",
 ]

@@ -51,6 +51,11 @@ ERROR_TOO_MANY_RECORDS_IN_ERROR = "ERROR_TOO_MANY_RECORDS_IN_ERROR"
 ERROR_IMAGES_IN_MULTIPLE_S3_BUCKETS = "ERROR_IMAGES_IN_MULTIPLE_S3_BUCKETS"
 ERROR_INSUFFICIENT_LABEL_OVERLAP = "ERROR_INSUFFICIENT_LABEL_OVERLAP"
 ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE = "ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE"
+# Training-time content errors the reference describes in words only; the codes are ours.
+ERROR_NO_VALID_IMAGES = "ERROR_NO_VALID_IMAGES"
+ERROR_IMAGES_IN_TRAINING_AND_TESTING = "ERROR_IMAGES_IN_TRAINING_AND_TESTING"
+ERROR_LABEL_WITHOUT_TRAINING_IMAGES = "ERROR_LABEL_WITHOUT_TRAINING_IMAGES"
+WARNING_IGNORED_FOR_USE_CASE = "WARNING_IGNORED_FOR_USE_CASE"
 
 # Placeholders are named ({attribute}, {metadata}, ...) and filled by problem().
 MESSAGES: dict[str, str] = {
@@ -89,6 +94,14 @@ MESSAGES: dict[str, str] = {
     ERROR_INSUFFICIENT_LABEL_OVERLAP: "Less than {percent}% label overlap between the training and testing manifest files.",
     ERROR_INSUFFICIENT_IMAGES_PER_LABEL_FOR_DISTRIBUTE: (
         "The manifest file doesn't have enough labeled images to distribute the dataset."
+    ),
+    ERROR_NO_VALID_IMAGES: "The manifest file has no usable labeled images.",  # ours
+    ERROR_IMAGES_IN_TRAINING_AND_TESTING: (  # ours
+        "The same images are in the training and the testing dataset; a test image must not be trained on."
+    ),
+    ERROR_LABEL_WITHOUT_TRAINING_IMAGES: "The label {label} has no usable training images.",  # ours
+    WARNING_IGNORED_FOR_USE_CASE: (  # ours
+        "The line's labels are of another kind than the model's ({use_case}); the line is not used."
     ),
 }
 

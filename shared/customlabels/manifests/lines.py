@@ -139,6 +139,9 @@ class Entry:
     has_errors: bool                # any ERROR_* anywhere in the line
     task: str | None                # "classification" | "detection" | "mixed" | None (unlabeled)
     invalid: bool = False           # unusable for training: a LINE_FATAL_CODES error at image level
+    image_labels: tuple[str, ...] = ()  # the image-level labels alone (classification attributes)
+    boxes: tuple[tuple[str, float, float, float, float], ...] = ()  # valid boxes: label, left, top, width, height (px)
+    image_size: tuple[float, float] | None = None  # width, height the boxes are measured in
 
 
 # --------------------------------------------------------------------------
@@ -233,6 +236,8 @@ class _Attribute:
     labels: list[str] = field(default_factory=list)
     boxes: dict[str, int] = field(default_factory=dict)  # label -> valid boxes
     annotation_count: int = 0     # every annotation listed, for the 50-box limit
+    box_list: list[tuple[str, float, float, float, float]] = field(default_factory=list)  # valid boxes, pixels
+    frame: tuple[float, float] | None = None  # the image size the boxes are relative to
 
 
 def validate_line(parsed: ParsedLine, image: ImageCheck | None = None) -> Entry:
@@ -251,11 +256,18 @@ def validate_line(parsed: ParsedLine, image: ImageCheck | None = None) -> Entry:
     valid = [a for a in attributes if a.valid]
 
     labels: set[str] = set()
+    image_labels: set[str] = set()
     boxes: dict[str, int] = {}
+    box_list: list[tuple[str, float, float, float, float]] = []
+    image_size = frame
     for attribute in valid:
         labels.update(attribute.labels)
+        if attribute.kind == CLASSIFICATION:
+            image_labels.update(attribute.labels)
         for label, count in attribute.boxes.items():
             boxes[label] = boxes.get(label, 0) + count
+        box_list.extend(attribute.box_list)
+        image_size = image_size or attribute.frame
     _check_line_limits(report, names, orphans, valid, attributes, labels)
 
     invalid = report.fatal
@@ -270,6 +282,9 @@ def validate_line(parsed: ParsedLine, image: ImageCheck | None = None) -> Entry:
         has_errors=report.error_count > 0,
         task=_task({a.kind for a in valid}),
         invalid=invalid,
+        image_labels=() if invalid else tuple(sorted(image_labels)),
+        boxes=() if invalid else tuple(box_list),
+        image_size=image_size,
     )
 
 
@@ -443,11 +458,13 @@ def _detection(name, value, meta, report, frame, problems) -> _Attribute:
         attribute.valid = True
         return attribute
 
-    boxes = _Boxes(name, report, frame or size, class_map, objects)
+    attribute.frame = frame or size
+    boxes = _Boxes(name, report, attribute.frame, class_map, objects)
     for index, annotation in enumerate(annotations):
         label = boxes.check(index, annotation)
         if label is not None:
             attribute.boxes[label] = attribute.boxes.get(label, 0) + 1
+            attribute.box_list.append((label, *(float(annotation[k]) for k in ("left", "top", "width", "height"))))
     boxes.report_confidences()
     if not attribute.boxes:
         report.attr_error(name, c.ERROR_NO_VALID_ANNOTATIONS)

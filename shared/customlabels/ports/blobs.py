@@ -10,6 +10,8 @@ Both must pass ``tests/contract/test_blob_store.py``.
 """
 from __future__ import annotations
 
+import asyncio
+
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -93,6 +95,20 @@ async def receive(chunks: Chunks, max_bytes: int, write: Callable[[bytes], Await
             pending.clear()
     if pending:
         await write(bytes(pending))
+
+
+async def get_many(store: "BlobStore", refs: Sequence[tuple[str, str]], concurrency: int = 16) -> list[bytes | None]:
+    """The objects ``(bucket, key)`` in order, ``concurrency`` at a time; None for one that can't be read."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(bucket: str, key: str) -> bytes | None:
+        async with gate:
+            try:
+                return await store.get(bucket, key)
+            except BlobStoreError:
+                return None
+
+    return list(await asyncio.gather(*(one(bucket, key) for bucket, key in refs)))
 
 
 class BlobStore(Protocol):

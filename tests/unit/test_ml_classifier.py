@@ -197,9 +197,9 @@ def test_fine_tuning_stage_runs_within_the_budget(monkeypatch):
     monkeypatch.setattr(classifier, "MAX_VIEWS", 1)
     items = [(data, {name}) for name in CLASSES for data in photos(name, 0, 10)]
     start = time.monotonic()
-    model = train_classifier(items, task="multiclass", labels=CLASSES, budget_seconds=12,
+    model = train_classifier(items, task="multiclass", labels=CLASSES, budget_seconds=20,
                              backbone="efficientnet_lite0", seed=0)
-    assert time.monotonic() - start <= 12 + 3
+    assert time.monotonic() - start <= 20 + 3
     epochs = [entry for entry in model.log if entry["stage"].startswith("finetune epoch")]
     assert epochs and all(0 <= entry["holdout_f1"] <= 1 for entry in epochs), model.log
     assert all(p.requires_grad for p in model.model.parameters())  # nothing left frozen for the next user

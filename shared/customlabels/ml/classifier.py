@@ -53,6 +53,7 @@ and summarised in ``MEASUREMENTS`` below.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -450,7 +451,15 @@ def _features(net: ClassifierNet, batch: np.ndarray) -> np.ndarray:
 @torch.inference_mode()
 def _features_tensor(net: ClassifierNet, x: torch.Tensor) -> np.ndarray:
     net.eval()
-    return net.features(x.contiguous(memory_format=torch.channels_last)).float().cpu().numpy()
+    with mixed_precision(x.device):
+        return net.features(x.contiguous(memory_format=torch.channels_last)).float().cpu().numpy()
+
+
+def mixed_precision(device: torch.device | str):
+    """bf16 autocast on a GPU (tensor cores, half the memory traffic); full precision on the CPU."""
+    if torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _fit_head(head: nn.Linear, feats: np.ndarray, targets: np.ndarray, task: Task) -> None:
@@ -599,10 +608,11 @@ def _finetune(net, data, spec, task, clock, seconds_per_image, best, log, report
             x, y = _augmented_batch(data, rows, spec, generator, device)
             net.train()
             _freeze_batchnorm(net)
-            with torch.no_grad():
-                h = frozen(x)
-            logits = net.head(torch.flatten(net.features.pool(trained(h)), 1))
-            loss = _head_loss(logits, y, task, LABEL_SMOOTHING if task == "multiclass" else 0.0)
+            with mixed_precision(x.device):
+                with torch.no_grad():
+                    h = frozen(x)
+                logits = net.head(torch.flatten(net.features.pool(trained(h)), 1))
+            loss = _head_loss(logits.float(), y, task, LABEL_SMOOTHING if task == "multiclass" else 0.0)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -648,17 +658,20 @@ def _augmented_batch(data, rows, spec, generator, device):
     from torchvision.transforms.v2 import functional as TF
 
     size = spec.input_size
-    pixels = torch.from_numpy(data.pixels[rows]).permute(0, 3, 1, 2)  # uint8 NCHW
-    out = torch.empty(len(rows), 3, size, size, dtype=torch.uint8)
+    # uint8 NCHW, cropped where the model runs: on a GPU the crops cost next to nothing there
+    pixels = torch.from_numpy(data.pixels[rows]).to(device).permute(0, 3, 1, 2)
+    if pixels.is_cuda:
+        pixels = pixels.float()  # antialiased resizing of uint8 is a CPU kernel
+    out = torch.empty(len(rows), 3, size, size, dtype=pixels.dtype, device=device)
     for k in range(len(rows)):
         top, left, h, w = _random_crop_box(size, generator)
         crop = TF.resized_crop(pixels[k], top, left, h, w, [size, size], antialias=True)
         if torch.rand(1, generator=generator).item() < 0.5:
             crop = crop.flip(-1)
         out[k] = crop
-    mean = torch.tensor(spec.mean).view(1, 3, 1, 1) * 255
-    std = torch.tensor(spec.std).view(1, 3, 1, 1) * 255
-    x = ((out.float() - mean) / std).to(device).contiguous(memory_format=torch.channels_last)
+    mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1) * 255
+    x = ((out.float() - mean) / std).contiguous(memory_format=torch.channels_last)
     return x, torch.from_numpy(data.targets[rows]).to(device)
 
 
@@ -678,8 +691,9 @@ def _random_crop_box(size: int, generator: torch.Generator, scale=(0.35, 1.0), r
 @torch.inference_mode()
 def _evaluate(net, stage, holdout_x, targets, task, device) -> _Candidate:
     net.eval()
-    logits = torch.cat([net.logits(holdout_x[i : i + BATCH_SIZE].to(device).contiguous(memory_format=torch.channels_last))
-                        for i in range(0, len(holdout_x), BATCH_SIZE)]).float().cpu()
+    with mixed_precision(device):
+        logits = torch.cat([net.logits(holdout_x[i : i + BATCH_SIZE].to(device).contiguous(memory_format=torch.channels_last))
+                            for i in range(0, len(holdout_x), BATCH_SIZE)]).float().cpu()
     return _candidate(net, stage, logits, targets, task)
 
 

@@ -192,9 +192,10 @@ def _add_serve(commands) -> None:
     service = commands.add_parser(
         "service", help="run one customlabels service in this process (distributed mode)",
         description=(
-            "Run a single service: gateway (the public API on CUSTOMLABELS_PORT), or projects\n"
-            "or datasets (their internal API, /healthz and /readyz). Each reaches the others\n"
-            "at CUSTOMLABELS_<SERVICE>_URL and uses Kafka, MongoDB and S3 when\n"
+            "Run a single service: gateway (the public API on CUSTOMLABELS_PORT), or projects,\n"
+            "datasets, training, evaluation or hosting (their internal API, /healthz and\n"
+            "/readyz). Each reaches the others at CUSTOMLABELS_<SERVICE>_URL and uses\n"
+            "Kafka, MongoDB and S3 when\n"
             "CUSTOMLABELS_KAFKA_BOOTSTRAP, CUSTOMLABELS_MONGODB_URI and CUSTOMLABELS_S3_ENDPOINT\n"
             "are set (see the README). Run any number of replicas of each."
         ),
@@ -206,7 +207,8 @@ def _add_serve(commands) -> None:
         ),
         formatter_class=_Formatter,
     )
-    service.add_argument("name", choices=["gateway", "projects", "datasets"], help="the service to run")
+    service.add_argument("name", choices=["gateway", "projects", "datasets", "training", "evaluation", "hosting"],
+                         help="the service to run")
     service.set_defaults(handler=_service)
 
 

@@ -6,34 +6,52 @@ import asyncio
 import io
 import json
 import time
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from botocore.exceptions import WaiterError
 
-from tests.support.api import all_entries, classification_line, jpeg, manifest, wait_dataset
 from tests.integration.test_notifications import minio_record
-from tests.support.cluster import Cluster
+from tests.support.api import (
+    all_entries,
+    classification_line,
+    create_from_manifest,
+    jpeg,
+    manifest,
+    wait_dataset,
+)
+from tests.support.cluster import EVERY_SERVICE, Cluster
+from tests.support.server import DATASETS
+from tests.support.training import BUDGET_TAG, OUTPUT
 
 LINES = 2000
 
 
+def distributed_env(request, unique: str) -> dict[str, str]:
+    """Settings for real Kafka (Tansu), MongoDB-protocol (SecantusDB) and S3
+    (SeaweedFS) servers, under names of this test's own."""
+    s3 = request.getfixturevalue("seaweedfs_server")
+    return {
+        "CUSTOMLABELS_S3_NOTIFICATIONS_TOPIC": f"{unique}-objects",
+        "CUSTOMLABELS_KAFKA_BOOTSTRAP": request.getfixturevalue("tansu").bootstrap_servers,
+        "CUSTOMLABELS_KAFKA_TOPIC_PREFIX": f"{unique}.",
+        "CUSTOMLABELS_MONGODB_URI": request.getfixturevalue("secantus_uri"),
+        "CUSTOMLABELS_MONGODB_DATABASE": unique,
+        "CUSTOMLABELS_S3_ENDPOINT": s3.endpoint,
+        "CUSTOMLABELS_S3_ACCESS_KEY": s3.access_key,
+        "CUSTOMLABELS_S3_SECRET_KEY": s3.secret_key,
+    }
+
+
 @pytest.fixture(params=["embedded-adapters", "kafka-mongodb-s3"])
 def cluster(request, tmp_path, unique):
-    """Each service a process; over the embedded adapters (shared files) or over
-    real Kafka (Tansu), MongoDB-protocol (SecantusDB) and S3 (SeaweedFS) servers."""
+    """projects, datasets and the gateway, each a process; over the embedded
+    adapters (shared files) or over real Kafka, MongoDB and S3 servers."""
     env, s3 = {}, None
     if request.param == "kafka-mongodb-s3":
-        s3 = request.getfixturevalue("seaweedfs_server")
-        env = {
-            "CUSTOMLABELS_S3_NOTIFICATIONS_TOPIC": f"{unique}-objects",
-            "CUSTOMLABELS_KAFKA_BOOTSTRAP": request.getfixturevalue("tansu").bootstrap_servers,
-            "CUSTOMLABELS_KAFKA_TOPIC_PREFIX": f"{unique}.",
-            "CUSTOMLABELS_MONGODB_URI": request.getfixturevalue("secantus_uri"),
-            "CUSTOMLABELS_MONGODB_DATABASE": unique,
-            "CUSTOMLABELS_S3_ENDPOINT": s3.endpoint,
-            "CUSTOMLABELS_S3_ACCESS_KEY": s3.access_key,
-            "CUSTOMLABELS_S3_SECRET_KEY": s3.secret_key,
-        }
+        env, s3 = distributed_env(request, unique), request.getfixturevalue("seaweedfs_server")
     running = Cluster(tmp_path / "data", env=env).start()
     running.s3 = s3
     yield running
@@ -106,3 +124,103 @@ def test_kill_9_of_the_datasets_service_during_an_import(cluster):
     assert description["DatasetStats"]["TotalEntries"] == LINES
     entries = all_entries(client, dataset)
     assert sorted(json.dumps(e, sort_keys=True) for e in entries) == sorted(json.dumps(l, sort_keys=True) for l in lines)
+
+
+# --- model versions: every service a process, over Kafka, MongoDB and S3 ---------------
+FLOWERS = {"daisy": 20, "sunflowers": 20}  # 40 photos of flowers-small: 32 to train on, 8 to test
+TRAINING_SECONDS = "15"  # the versions' budget (their tag); the least allowed is 10
+
+
+@pytest.fixture(scope="module")
+def every_service(request, tmp_path_factory):
+    """Every service of the runtime its own process (training, evaluation and
+    hosting included) over Kafka, MongoDB and S3, once for this module: the
+    tests below train on it, and tests of hosting start ``trained_version``."""
+    unique = f"t{uuid.uuid4().hex[:10]}"
+    running = Cluster(tmp_path_factory.mktemp("every-service") / "data", env=distributed_env(request, unique),
+                      services=EVERY_SERVICE).start()
+    running.s3 = request.getfixturevalue("seaweedfs_server")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def flowers(every_service) -> str:
+    """A project whose TRAIN dataset is 40 flowers-small photos of 2 labels (its ARN)."""
+    client, objects = every_service.gateway.rekognition(), every_service.gateway.objects()
+    photos = [(label, path) for label, count in FLOWERS.items()
+              for path in sorted((DATASETS / "flowers-small" / label).glob("*.jpg"))[:count]]
+    objects.put_many("flowers", [(f"{label}/{path.name}", path.read_bytes()) for label, path in photos])
+    project = client.create_project(ProjectName="flowers")["ProjectArn"]
+    lines = [classification_line("flowers", f"{label}/{path.name}", label) for label, path in photos]
+    dataset = create_from_manifest(client, objects, project, "flowers", lines)
+    assert wait_dataset(client, dataset)["DatasetStats"]["LabeledEntries"] == len(photos), every_service.logs()
+    # CreateProjectVersion reads the datasets' status from the projects service,
+    # which learns it from the datasets service's events a moment later.
+    deadline = time.monotonic() + 30
+    while client.describe_projects(ProjectNames=["flowers"])["ProjectDescriptions"][0]["Datasets"][0]["Status"] != "CREATE_COMPLETE":
+        assert time.monotonic() < deadline, every_service.logs()
+        time.sleep(0.1)
+    return project
+
+
+def train(client, project: str, name: str) -> None:
+    client.create_project_version(ProjectArn=project, VersionName=name, OutputConfig=OUTPUT,
+                                  Tags={BUDGET_TAG: TRAINING_SECONDS})
+
+
+def wait_trained(cluster, project: str, name: str, timeout: float = 240) -> dict:
+    """The version once the ``project_version_training_completed`` waiter saw TRAINING_COMPLETED."""
+    client = cluster.gateway.rekognition()
+    waiter = client.get_waiter("project_version_training_completed")
+    try:
+        waiter.wait(ProjectArn=project, VersionNames=[name], WaiterConfig={"Delay": 1, "MaxAttempts": int(timeout)})
+    except WaiterError as e:  # TRAINING_FAILED, or still training
+        pytest.fail(f"{name}: {e}\n{cluster.logs()}")
+    (description,) = client.describe_project_versions(ProjectArn=project, VersionNames=[name])["ProjectVersionDescriptions"]
+    return description
+
+
+@pytest.fixture(scope="module")
+def trained_version(every_service, flowers) -> dict:
+    """Version v1 of the flowers project, trained by the training process and
+    scored by the evaluation process: its DescribeProjectVersions description."""
+    train(every_service.gateway.rekognition(), flowers, "v1")
+    return wait_trained(every_service, flowers, "v1")
+
+
+def test_a_version_is_trained_and_evaluated_by_their_own_processes(trained_version):
+    assert trained_version["Status"] == "TRAINING_COMPLETED", trained_version["StatusMessage"]
+    assert 0.5 < trained_version["EvaluationResult"]["F1Score"] <= 1
+    assert 1 <= trained_version["BillableTrainingTimeInSeconds"] <= int(TRAINING_SECONDS) + 5
+    assert trained_version["EvaluationResult"]["Summary"]["S3Object"]["Bucket"] == OUTPUT["S3Bucket"]
+
+
+def test_kill_9_of_the_training_service_during_training(every_service, flowers):
+    """The job of a training process killed mid-training is redelivered (Kafka, after the group
+    rebalances) to the process that replaces it, which resumes from the version's snapshot."""
+    client = every_service.gateway.rekognition()
+    train(client, flowers, "killed")
+    deadline = time.monotonic() + 120
+    while True:
+        (description,) = client.describe_project_versions(
+            ProjectArn=flowers, VersionNames=["killed"])["ProjectVersionDescriptions"]
+        if (description["StatusMessage"] or "").startswith("Training ("):
+            break
+        assert description["Status"] == "TRAINING_IN_PROGRESS", (description, every_service.logs())
+        assert time.monotonic() < deadline, f"training never started: {description['StatusMessage']}"
+        time.sleep(0.2)
+    killed_at = datetime.now(UTC)
+    every_service.processes["training"].kill()
+    every_service.processes["training"].start()
+
+    description = wait_trained(every_service, flowers, "killed")
+    assert description["Status"] == "TRAINING_COMPLETED", description["StatusMessage"]
+    assert 0.5 < description["EvaluationResult"]["F1Score"] <= 1
+    names = [d["ProjectVersionArn"].split("/")[-2]
+             for d in client.describe_project_versions(ProjectArn=flowers)["ProjectVersionDescriptions"]]
+    assert names.count("killed") == 1
+    # trained from the snapshot taken before the kill, not from a new one
+    snapshot = description["TrainingDataResult"]["Input"]["Assets"][0]["GroundTruthManifest"]["S3Object"]
+    written = every_service.s3.client().stat_object(snapshot["Bucket"], snapshot["Name"]).last_modified
+    assert written < killed_at, f"the snapshot was taken again after the kill ({written} >= {killed_at})"

@@ -6,9 +6,12 @@ check-jsonschema's vendored copy; the Kubernetes API through the JSON schemas
 that kubernetes-validate ships, offline) and against rules of ours that a schema
 cannot state: images pinned, one customlabels image, health checks and probes
 on /readyz and /healthz, ports published on loopback only, settings that
-``Settings.from_env`` actually reads, and commands the CLI and
-``services.runtime`` accept. The dev overlay is rendered (a small Kustomize
-subset, below) and validated as well. A few negative controls show that the
+``Settings.from_env`` actually reads, commands the CLI and ``services.runtime``
+accept, every service able to reach the owner of each operation it calls (and,
+on Kubernetes, only those), training on the CPU by default and on a GPU where
+asked, autoscaling for the gateway and hosting. The overlays are rendered (a
+small Kustomize subset, below, compared with ``kubectl kustomize`` where that
+is installed) and validated as well. A few negative controls show that the
 validators do reject broken files.
 """
 from __future__ import annotations
@@ -17,7 +20,9 @@ import ast
 import base64
 import copy
 import json
+import math
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,8 +30,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
-
 from customlabels.config import Settings
+from customlabels.ports.operations import OWNERS
+
 from services.cli.main import DEFAULT_BUCKET, build_parser
 from services.datasets.jobs import INTERNAL_BUCKET
 from services.runtime import SERVICES, SingleService
@@ -38,6 +44,33 @@ K8S = REPO / "infra" / "k8s"
 RUNNABLE = {"gateway", *SERVICES}  # what `customlabels service <name>` runs
 IMAGE = "customlabels"
 OBJECTS_TOPIC = "customlabels.objects"
+
+# The operations each service calls on the others (``ctx.router.call``): it
+# must reach each one's owner (OWNERS) at CUSTOMLABELS_<OWNER>_URL, and on
+# Kubernetes only those owners admit it (NetworkPolicy).
+# test_the_call_table_matches_the_code keeps this table honest.
+CALLS: dict[str, set[str]] = {
+    "gateway": set(OWNERS),  # routes every API operation to its owner
+    "projects": set(),
+    "datasets": {"DescribeProjects"},
+    "training": {"DescribeProjects", "ListDatasetEntries"},
+    "evaluation": set(),
+    "hosting": {"DescribeProjects", "DescribeProjectVersions", "ListTagsForResource"},
+}
+# Variables for libraries rather than customlabels, allowed beside CUSTOMLABELS_*.
+LIBRARY_ENV = {
+    "OMP_NUM_THREADS": "PyTorch's intra-op threads: the CPU limit, not the host's core count",
+}
+GPU = "nvidia.com/gpu"
+
+
+def owners_called_by(role: str) -> set[str]:
+    """The services ``role`` calls: it needs their URLs."""
+    return {OWNERS[operation] for operation in CALLS[role]} - {role}
+
+
+def callers_of(role: str) -> set[str]:
+    return {caller for caller in CALLS if role in owners_called_by(caller)}
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -65,16 +98,57 @@ _DEFAULT_SETTINGS = Settings.from_env({})
 
 def setting_is_read(name: str) -> bool:
     """Whether a customlabels process reads ``name``: setting it changes (or is
-    refused by) ``Settings.from_env``, or the code reads it from os.environ."""
+    refused by) ``Settings.from_env`` or hosting's ``HostingConfig.from_env``,
+    or the code reads it from os.environ."""
     if name in ENVIRON_READS:
         return True
-    for probe in ("7", "123456789012", "http://probe.invalid:7"):
-        try:
-            if Settings.from_env({name: probe}) != _DEFAULT_SETTINGS:
+    from services.hosting.service import HostingConfig
+
+    for read, default in ((Settings.from_env, _DEFAULT_SETTINGS), (HostingConfig.from_env, HostingConfig())):
+        for probe in ("7", "123456789012", "http://probe.invalid:7"):
+            try:
+                if read({name: probe}) != default:
+                    return True
+            except ValueError:  # refused: so it was read
                 return True
-        except ValueError:  # refused: so it was read
-            return True
     return False
+
+
+def _router_calls(folder: Path) -> set[str]:
+    """Operation names passed as literals to ``<...>.router.call(...)`` under ``folder``."""
+    found = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "call"
+                and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "router"
+                and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+            ):
+                found.add(node.args[0].value)
+    return found
+
+
+def cpu_cores(quantity) -> float:
+    """A CPU quantity ("500m", "2", 4) in cores."""
+    text = str(quantity)
+    return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def memory_bytes(quantity) -> int:
+    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi|Ti)?", str(quantity))
+    assert match, f"memory quantity {quantity!r}: use a binary suffix (Mi, Gi)"
+    return int(match[1]) * _BINARY.get(match[2] or "", 1)
+
+
+def compose_seconds(duration: str) -> float:
+    """A Compose duration ("10m", "1m30s", "90s") in seconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|ms|m|s|us)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, f"not a duration: {duration!r}"
+    scale = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6}
+    return sum(float(n) * scale[u] for n, u in parts)
 
 
 def image_is_pinned(image: str) -> bool:
@@ -133,36 +207,16 @@ def customlabels_services(services: dict) -> dict[str, dict]:
     return {n: s for n, s in services.items() if (s.get("image") or "").split(":")[0] == IMAGE}
 
 
-def training_blocks(compose: dict) -> dict[str, dict]:
-    return {k: v for k, v in compose.items() if k.startswith("x-training-worker")}
+def dns_names(name: str, service: dict) -> set[str]:
+    """The names a compose service answers to on the default network: its own and its aliases."""
+    networks = service.get("networks") or {}
+    aliases = (networks.get("default") or {}).get("aliases", []) if isinstance(networks, dict) else []
+    return {name, *aliases}
 
 
 def test_compose_file_matches_the_compose_specification():
     result = run_check_jsonschema(COMPOSE)
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_future_training_workers_are_valid_services(compose, tmp_path):
-    """The x-training-worker-* blocks, ignored by Compose today, must be valid
-    services once moved under services: (GPU and CPU variants, in profiles)."""
-    blocks = training_blocks(compose)
-    assert {"x-training-worker-gpu", "x-training-worker-cpu"} <= set(blocks)
-    trial = copy.deepcopy(compose)
-    for key, block in blocks.items():
-        trial["services"][key.removeprefix("x-")] = block
-    path = tmp_path / "compose-with-training.json"
-    path.write_text(json.dumps(trial))
-    result = run_check_jsonschema(path)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-    gpu = blocks["x-training-worker-gpu"]
-    assert gpu["deploy"]["resources"]["reservations"]["devices"] == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
-    assert gpu["profiles"] and blocks["x-training-worker-cpu"]["profiles"]
-    assert set(gpu["profiles"]).isdisjoint(blocks["x-training-worker-cpu"]["profiles"])
-    assert "deploy" not in blocks["x-training-worker-cpu"] or "reservations" not in blocks["x-training-worker-cpu"]["deploy"]["resources"]
-    for block in blocks.values():
-        assert block["image"] == services_image(compose["services"])
-        assert block["command"] == ["service", "training"]
 
 
 def services_image(services: dict) -> str:
@@ -171,8 +225,8 @@ def services_image(services: dict) -> str:
     return images.pop()
 
 
-def test_every_image_is_pinned(compose, services):
-    for name, service in [*services.items(), *training_blocks(compose).items()]:
+def test_every_image_is_pinned(services):
+    for name, service in services.items():
         image = service.get("image")
         assert image, f"{name}: no image (a built service must still name the image it builds)"
         assert image_is_pinned(image), f"{name}: image {image!r} is not pinned to a tag (or digest)"
@@ -277,10 +331,11 @@ def test_host_ports_are_published_on_loopback_only(services):
         assert name == "gateway" or name not in published, f"{name}'s internal API must not be published"
 
 
-def test_customlabels_environment_is_settings_the_code_reads(compose, services):
-    blocks = [*customlabels_services(services).items(), *training_blocks(compose).items()]
-    for name, service in blocks:
+def test_customlabels_environment_is_settings_the_code_reads(services):
+    for name, service in customlabels_services(services).items():
         for var in compose_env(service):
+            if var in LIBRARY_ENV:
+                continue
             assert var.startswith("CUSTOMLABELS_"), f"{name}: {var} is not a customlabels setting"
             assert setting_is_read(var), f"{name}: {var} is read by nothing (see shared/customlabels/config.py)"
 
@@ -289,13 +344,14 @@ def test_the_probe_finds_unread_settings():
     """Negative control for the check above."""
     assert setting_is_read("CUSTOMLABELS_MONGODB_URI") and setting_is_read("CUSTOMLABELS_PORT")
     assert setting_is_read("CUSTOMLABELS_LOG_LEVEL") and setting_is_read("CUSTOMLABELS_PROJECTS_URL")
+    assert setting_is_read("CUSTOMLABELS_TRAINING_BUDGET_SECONDS") and setting_is_read("CUSTOMLABELS_HOSTING_UNIT_THREADS")
     assert not setting_is_read("CUSTOMLABELS_MONGO_URI")
     assert not setting_is_read("CUSTOMLABELS_PROJECT_URL")
+    assert not setting_is_read("CUSTOMLABELS_HOSTING_UNITS_THREADS")
 
 
 def test_services_use_the_distributed_stores_and_find_each_other(services):
     ours = customlabels_services(services)
-    name_of = {s["command"][1]: n for n, s in ours.items()}  # runtime name -> compose service
     kafka_env = compose_env(services["kafka"])
     replica_set = services["mongodb"]["command"][services["mongodb"]["command"].index("--replSet") + 1]
     for name, service in ours.items():
@@ -304,8 +360,9 @@ def test_services_use_the_distributed_stores_and_find_each_other(services):
         assert settings.s3_endpoint == "http://minio:9000", f"{name}: S3 endpoint"
         assert settings.s3_access_key == interpolate(services["minio"]["environment"]["MINIO_ROOT_USER"])
         assert settings.s3_secret_key == interpolate(services["minio"]["environment"]["MINIO_ROOT_PASSWORD"])
+        # exactly the owners of the operations it calls
+        assert set(settings.service_urls) == owners_called_by(role), f"{name}: URLs {sorted(settings.service_urls)}"
         if role == "gateway":
-            assert set(settings.service_urls) >= set(SERVICES), f"{name} must reach every service"
             assert settings.credentials, f"{name}: API credentials"
         else:
             # a replica without one of these would quietly keep its own SQLite file
@@ -315,10 +372,71 @@ def test_services_use_the_distributed_stores_and_find_each_other(services):
             assert settings.token_secret, f"{name}: replicas need a shared CUSTOMLABELS_TOKEN_SECRET"
         for target, url in settings.service_urls.items():
             host, port = urlsplit(url).hostname, urlsplit(url).port
-            assert host == name_of.get(target), f"{name}: {target} is served by compose service {name_of.get(target)}, not {host}"
-            assert port == Settings.from_env(compose_env(ours[host])).port, f"{name}: {url} is not {host}'s port"
+            # every compose service that runs `target` (training, training-gpu) answers to the URL's host
+            serving = {n: s for n, s in ours.items() if s["command"][1] == target}
+            assert serving, f"{name}: no compose service runs {target}"
+            for other, service_of_target in serving.items():
+                assert host in dns_names(other, service_of_target), f"{name}: {url} does not reach {other}"
+                assert port == Settings.from_env(compose_env(service_of_target)).port, f"{name}: {url} is not {other}'s port"
     token_secrets = {Settings.from_env(compose_env(s)).token_secret for s in ours.values()} - {None}
     assert len(token_secrets) == 1, "every service shares one token secret"
+
+
+def test_the_call_table_matches_the_code():
+    """CALLS is what the services' code calls (literal operation names passed to router.call)."""
+    assert set(CALLS) == RUNNABLE, "CALLS names every service the runtime runs"
+    for role in SERVICES:
+        called = _router_calls(REPO / "services" / role)
+        assert called <= set(OWNERS), f"{role} calls operations nobody owns: {sorted(called - set(OWNERS))}"
+        assert called == CALLS[role], f"services/{role} calls {sorted(called)}; update CALLS (and the deployments)"
+    assert CALLS["gateway"] == set(OWNERS)
+
+
+def test_training_runs_on_the_cpu_by_default_and_on_a_gpu_in_profile_gpu(services):
+    """`docker compose up` trains on the CPU; `--profile gpu up --scale training=0` on a GPU instead."""
+    workers = {n: s for n, s in customlabels_services(services).items() if s["command"] == ["service", "training"]}
+    assert {n for n, s in workers.items() if not s.get("profiles")} == {"training"}, "one worker runs without a profile"
+    assert {n for n, s in workers.items() if s.get("profiles")} == {"training-gpu"}
+    cpu, gpu = workers["training"], workers["training-gpu"]
+    assert gpu["profiles"] == ["gpu"]
+    assert gpu["deploy"]["resources"]["reservations"]["devices"] == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    assert "reservations" not in cpu.get("deploy", {}).get("resources", {}), "the CPU worker reserves no device"
+    # the same worker otherwise: settings (but the thread count), health, dependencies, grace
+    library = lambda service: {k: v for k, v in compose_env(service).items() if k not in LIBRARY_ENV}
+    assert library(cpu) == library(gpu)
+    for key in ("image", "healthcheck", "depends_on", "stop_grace_period", "restart"):
+        assert cpu.get(key) == gpu.get(key), f"training and training-gpu differ in {key}"
+    # The GPU worker answers to `training` too: URLs stay the same whichever runs.
+    assert "training" in dns_names("training-gpu", gpu)
+    # `--scale training=0` must not block a start: nothing requires the CPU
+    # worker, and nothing waits for the GPU one (it is off without the profile).
+    for name, service in services.items():
+        depends = service.get("depends_on") or {}
+        assert "training-gpu" not in depends, f"{name} waits for training-gpu, which runs only in profile gpu"
+        if "training" in depends:
+            assert depends["training"].get("required") is False, f"{name}: depends_on training needs required: false"
+    text = COMPOSE.read_text()
+    assert "docker compose --profile gpu up" in text and "--scale training=0" in text, "document the GPU command"
+
+
+def test_threads_match_the_cpu_limit(services):
+    for name, service in customlabels_services(services).items():
+        threads = compose_env(service).get("OMP_NUM_THREADS")
+        limit = ((service.get("deploy") or {}).get("resources") or {}).get("limits", {}).get("cpus")
+        if threads is not None or name.startswith("training"):
+            assert limit and int(threads) == math.ceil(float(limit)), f"{name}: OMP_NUM_THREADS {threads}, CPU limit {limit}"
+
+
+def test_training_has_its_budget_and_the_time_to_finish_a_job(services):
+    for name, service in customlabels_services(services).items():
+        if service["command"][1] != "training":
+            continue
+        env = compose_env(service)
+        assert "CUSTOMLABELS_TRAINING_BUDGET_SECONDS" in env, f"{name}: set the training budget explicitly"
+        budget = Settings.from_env(env).training_budget_seconds
+        grace = compose_seconds(service.get("stop_grace_period", "10s"))
+        # SIGTERM lets the job in flight train to the end of its budget, then export it
+        assert grace >= budget + 120, f"{name}: stop_grace_period {grace:.0f} s for a {budget:.0f} s budget"
 
 
 def test_kafka_is_a_single_kraft_node_reachable_at_kafka_9092(services):
@@ -381,15 +499,16 @@ def test_the_compose_schema_rejects_a_broken_file(compose, tmp_path):
 
 
 # --- Kubernetes: a small Kustomize subset ----------------------------------------------
-KUSTOMIZATION_KEYS = {"apiVersion", "kind", "namespace", "resources", "patches", "images"}
+KUSTOMIZATION_KEYS = {"apiVersion", "kind", "namespace", "resources", "components", "patches", "images"}
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PriorityClass", "StorageClass"}
+KINDS = {"Kustomization": "kustomize.config.k8s.io/v1beta1", "Component": "kustomize.config.k8s.io/v1alpha1"}
 
 
 def load_kustomization(folder: Path) -> dict:
     k = yaml.safe_load((folder / "kustomization.yaml").read_text())
     unknown = set(k) - KUSTOMIZATION_KEYS
     assert not unknown, f"{folder}: {sorted(unknown)} not understood by this test's renderer; teach render() first"
-    assert k["apiVersion"] == "kustomize.config.k8s.io/v1beta1" and k["kind"] == "Kustomization"
+    assert k["kind"] in KINDS and k["apiVersion"] == KINDS[k["kind"]], f"{folder}: {k['apiVersion']} {k['kind']}"
     return k
 
 
@@ -436,13 +555,20 @@ def _containers(doc: dict) -> list[dict]:
     return [*spec.get("initContainers", []), *spec.get("containers", [])]
 
 
-def render(folder: Path) -> list[dict]:
-    """``kustomize build`` for the features our kustomizations use; anything else fails loudly."""
+def render(folder: Path, docs: list[dict] | None = None) -> list[dict]:
+    """``kustomize build`` for the features our kustomizations use; anything else fails loudly.
+
+    A Component (``components:``) is rendered onto the documents of the
+    kustomization that lists it, after that one's resources and before its
+    own patches, as kustomize does."""
     k = load_kustomization(folder)
-    docs: list[dict] = []
+    assert (k["kind"] == "Component") == (docs is not None), f"{folder}: a Component is only rendered through components:"
+    docs = [] if docs is None else docs
     for entry in k.get("resources", []):
         path = (folder / entry).resolve()
         docs += render(path) if path.is_dir() else load_docs(path)
+    for entry in k.get("components", []):
+        render((folder / entry).resolve(), docs)
     for patch in k.get("patches", []):
         if "path" in patch:
             for p in load_docs(folder / patch["path"]):
@@ -471,6 +597,15 @@ def render(folder: Path) -> list[dict]:
 
 KUSTOMIZATIONS = sorted(p.parent for p in K8S.rglob("kustomization.yaml"))
 OVERLAYS = [p for p in KUSTOMIZATIONS if "overlays" in p.parts]
+GPU_TRAINING = K8S / "components" / "gpu-training"
+
+
+def uses_component(folder: Path, component: Path) -> bool:
+    """Whether rendering ``folder`` applies ``component`` (directly or through its resources)."""
+    k = load_kustomization(folder)
+    if any((folder / c).resolve() == component.resolve() for c in k.get("components", [])):
+        return True
+    return any(uses_component((folder / r).resolve(), component) for r in k.get("resources", []) if (folder / r).is_dir())
 MANIFESTS = sorted(p for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml")
 
 
@@ -493,8 +628,11 @@ def k8s_validate(doc: dict) -> None:
             raise AssertionError(f"{name} is not a valid Kubernetes {version} object at {where}: {e.message}") from None
 
 
-def test_the_layout_is_a_base_and_a_dev_overlay():
+def test_the_layout_is_a_base_overlays_and_the_gpu_component():
     assert K8S / "base" in KUSTOMIZATIONS and K8S / "overlays" / "dev" in KUSTOMIZATIONS
+    assert load_kustomization(GPU_TRAINING)["kind"] == "Component"
+    assert [o for o in OVERLAYS if uses_component(o, GPU_TRAINING)], "an overlay must use (and so test) the GPU component"
+    assert [o for o in OVERLAYS if not uses_component(o, GPU_TRAINING)], "and one must train on the CPU"
     assert (K8S / "README.md").is_file()
 
 
@@ -529,11 +667,29 @@ def test_kustomization_lists_every_file(folder):
 
 def test_the_renderer_applies_patches():
     docs = render(K8S / "overlays" / "dev")
-    hpa = next(d for d in docs if d["kind"] == "HorizontalPodAutoscaler")
-    base_hpa = next(d for d in render(K8S / "base") if d["kind"] == "HorizontalPodAutoscaler")
+    hpa = by_kind(docs, "HorizontalPodAutoscaler")["gateway"]
+    base_hpa = by_kind(render(K8S / "base"), "HorizontalPodAutoscaler")["gateway"]
     assert hpa["spec"]["minReplicas"] != base_hpa["spec"]["minReplicas"], "the dev overlay's HPA patch did not apply"
     with pytest.raises(AssertionError):
         _json_patch(copy.deepcopy(hpa), [{"op": "replace", "path": "/spec/nothing", "value": 1}])
+
+
+def _canonical(docs: list[dict]) -> dict[tuple[str, str], str]:
+    return {(d["kind"], d["metadata"]["name"]): json.dumps(d, sort_keys=True) for d in docs}
+
+
+@pytest.mark.parametrize("folder", OVERLAYS, ids=lambda p: str(p.relative_to(K8S)))
+def test_the_renderer_agrees_with_kubectl_kustomize(folder):
+    """Where kubectl is installed, its kustomize renders exactly what render() does."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+    done = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    ours, theirs = _canonical(render(folder)), _canonical([d for d in yaml.safe_load_all(done.stdout) if d])
+    assert set(ours) == set(theirs)
+    for key in ours:
+        assert json.loads(ours[key]) == json.loads(theirs[key]), f"{key} renders differently"
 
 
 def test_the_kubernetes_schema_rejects_broken_manifests():
@@ -588,7 +744,20 @@ def effective_env(doc: dict, docs: list[dict]) -> dict[str, str]:
             data = secret_data(ref["name"])
             assert ref["key"] in data, f"{doc['metadata']['name']}: Secret {ref['name']} has no key {ref['key']}"
             env[var["name"]] = data[ref["key"]]
+        elif "resourceFieldRef" in var.get("valueFrom", {}):
+            env[var["name"]] = str(resource_field(doc, var["valueFrom"]["resourceFieldRef"]))
     return env
+
+
+def resource_field(doc: dict, ref: dict) -> int:
+    """What the kubelet puts in an env var from ``resourceFieldRef`` (CPU only: cores, rounded up)."""
+    containers = {c["name"]: c for c in doc["spec"]["template"]["spec"]["containers"]}
+    name = ref.get("containerName", doc["spec"]["template"]["spec"]["containers"][0]["name"])
+    assert name in containers, f"{doc['metadata']['name']}: resourceFieldRef names no container {name!r}"
+    kind, _, resource = ref["resource"].partition(".")
+    assert resource == "cpu", f"{doc['metadata']['name']}: only CPU resourceFieldRefs are understood here"
+    value = containers[name]["resources"][kind][resource]
+    return math.ceil(cpu_cores(value) / cpu_cores(ref.get("divisor", "1")))
 
 
 def test_deployments_run_each_runtime_service_once(rendered):
@@ -664,7 +833,7 @@ def test_environment_is_settings_the_code_reads(rendered):
                 assert setting_is_read(key), f"{kind} {name}: {key} is read by nothing"
     for name, d in by_kind(rendered, "Deployment").items():
         for var in d["spec"]["template"]["spec"]["containers"][0].get("env", []):
-            assert setting_is_read(var["name"]), f"{name}: {var['name']} is read by nothing"
+            assert var["name"] in LIBRARY_ENV or setting_is_read(var["name"]), f"{name}: {var['name']} is read by nothing"
     for name, config in by_kind(rendered, "ConfigMap").items():
         secretish = {k for k in config["data"] if re.search(r"CREDENTIALS|SECRET|PASSWORD|MONGODB_URI", k)}
         assert not secretish, f"ConfigMap {name} holds secrets {sorted(secretish)}: they belong in the Secret"
@@ -676,9 +845,9 @@ def test_services_use_the_external_stores_and_find_each_other(rendered):
         settings = Settings.from_env(effective_env(d, rendered))
         role = d["spec"]["template"]["spec"]["containers"][0]["args"][1]
         assert settings.s3_endpoint and settings.s3_access_key and settings.s3_secret_key, f"{name}: S3"
-        if role == "gateway":
-            assert set(settings.service_urls) >= set(SERVICES), f"{name} must reach every service"
-        else:
+        missing = owners_called_by(role) - set(settings.service_urls)
+        assert not missing, f"{name} calls operations of {sorted(missing)} but has no URL for them"
+        if role != "gateway":
             assert settings.kafka_bootstrap, f"{name}: Kafka (else each replica keeps its own SQLite event log)"
             assert settings.mongodb_uri and "replicaSet=" in settings.mongodb_uri, f"{name}: MongoDB, a replica set"
             assert settings.token_secret, f"{name}: replicas need a shared CUSTOMLABELS_TOKEN_SECRET"
@@ -707,24 +876,121 @@ def test_services_select_one_deployment_and_a_named_port(rendered):
         assert d["spec"]["selector"]["matchLabels"].items() <= d["spec"]["template"]["metadata"]["labels"].items()
 
 
-def test_gateway_scales_with_an_hpa_and_keeps_a_disruption_budget(rendered):
+AUTOSCALED = {"gateway", "hosting"}  # stateless API, and the inference units
+
+
+def test_gateway_and_hosting_scale_with_hpas_and_keep_disruption_budgets(rendered):
     deployments = by_kind(rendered, "Deployment")
-    (hpa,) = by_kind(rendered, "HorizontalPodAutoscaler").values()
-    assert hpa["apiVersion"] == "autoscaling/v2"
-    ref = hpa["spec"]["scaleTargetRef"]
-    assert (ref["kind"], ref["name"]) == ("Deployment", "gateway")
-    gateway = deployments["gateway"]
-    assert "replicas" not in gateway["spec"], "the HPA owns the gateway's replica count"
-    assert 1 <= hpa["spec"].get("minReplicas", 1) <= hpa["spec"]["maxReplicas"]
-    for metric in hpa["spec"]["metrics"]:
-        if metric["type"] == "Resource" and metric["resource"]["target"]["type"] == "Utilization":
-            resource = metric["resource"]["name"]
-            assert resource in gateway["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"], f"utilization of {resource} needs a request"
-    (pdb,) = by_kind(rendered, "PodDisruptionBudget").values()
-    assert pdb["apiVersion"] == "policy/v1"
-    selected = [n for n, d in deployments.items() if _selected(pdb["spec"]["selector"]["matchLabels"], d)]
-    assert selected == ["gateway"]
-    assert "maxUnavailable" in pdb["spec"] or pdb["spec"]["minAvailable"] < hpa["spec"].get("minReplicas", 1), "the budget must allow a drain"
+    hpas = by_kind(rendered, "HorizontalPodAutoscaler").values()
+    targets = {}
+    for hpa in hpas:
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        ref = hpa["spec"]["scaleTargetRef"]
+        assert ref["kind"] == "Deployment" and ref["name"] in deployments, f"HPA {hpa['metadata']['name']}: target {ref}"
+        targets[ref["name"]] = hpa
+    assert set(targets) == AUTOSCALED, f"HPAs scale {sorted(targets)}; training must not autoscale (see training.yaml)"
+    pdbs = by_kind(rendered, "PodDisruptionBudget").values()
+    for name, hpa in targets.items():
+        deployment = deployments[name]
+        assert "replicas" not in deployment["spec"], f"the HPA owns {name}'s replica count"
+        assert 1 <= hpa["spec"].get("minReplicas", 1) <= hpa["spec"]["maxReplicas"]
+        requests = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+        for metric in hpa["spec"]["metrics"]:
+            if metric["type"] == "Resource" and metric["resource"]["target"]["type"] == "Utilization":
+                assert metric["resource"]["name"] in requests, f"{name}: utilization of {metric['resource']['name']} needs a request"
+        budgets = [p for p in pdbs if _selected(p["spec"]["selector"]["matchLabels"], deployment)]
+        assert len(budgets) == 1 and budgets[0]["apiVersion"] == "policy/v1", f"{name}: one PodDisruptionBudget"
+        (pdb,) = budgets
+        selected = [n for n, d in deployments.items() if _selected(pdb["spec"]["selector"]["matchLabels"], d)]
+        assert selected == [name]
+        assert "maxUnavailable" in pdb["spec"] or pdb["spec"]["minAvailable"] < hpa["spec"].get("minReplicas", 1), "the budget must allow a drain"
+
+
+def _gpu_limit(deployment: dict):
+    return deployment["spec"]["template"]["spec"]["containers"][0]["resources"].get("limits", {}).get(GPU)
+
+
+@pytest.mark.parametrize("folder", OVERLAYS, ids=lambda p: str(p.relative_to(K8S)))
+def test_training_asks_for_a_gpu_where_the_overlay_uses_the_gpu_component(folder):
+    deployments = by_kind(render(folder), "Deployment")
+    training = deployments["training"]
+    pod = training["spec"]["template"]["spec"]
+    for name, d in deployments.items():
+        assert name == "training" or _gpu_limit(d) is None, f"{name} asks for a GPU"
+    if uses_component(folder, GPU_TRAINING):
+        assert _gpu_limit(training) == 1, "one GPU per training pod"
+        assert pod["nodeSelector"].get("nvidia.com/gpu.present") == "true", "GPU nodes only"
+        assert {"key": GPU, "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"], "tolerate the GPU nodes' taint"
+    else:  # on the CPU, anywhere
+        assert _gpu_limit(training) is None and "nodeSelector" not in pod and "tolerations" not in pod
+    assert training["spec"]["replicas"] == 1
+
+
+def test_training_pods_finish_their_job_and_get_the_memory_for_it(rendered):
+    training = by_kind(rendered, "Deployment")["training"]
+    pod = training["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    budget = Settings.from_env(effective_env(training, rendered)).training_budget_seconds
+    assert "CUSTOMLABELS_TRAINING_BUDGET_SECONDS" in effective_env(training, rendered), "set the budget explicitly"
+    # SIGTERM lets the job in flight train to the end of its budget, then export it
+    assert pod["terminationGracePeriodSeconds"] >= budget + 120
+    # a new pod joining the consumer group would cut the jobs of the old ones short
+    assert training["spec"]["strategy"] == {"type": "Recreate"}
+    assert memory_bytes(container["resources"]["limits"]["memory"]) >= 8 * 2**30
+    threads = effective_env(training, rendered).get("OMP_NUM_THREADS")
+    assert threads == str(math.ceil(cpu_cores(container["resources"]["limits"]["cpu"]))), "PyTorch's threads: the CPU limit"
+    # a pod busy training answers probes slowly: give it time before it is restarted
+    assert container["livenessProbe"].get("timeoutSeconds", 1) >= 5
+    assert container["livenessProbe"]["periodSeconds"] * container["livenessProbe"]["failureThreshold"] >= 60
+
+
+def test_hosting_pods_get_cpu_for_their_inference_units():
+    """In the base (overlays may shrink requests for a laptop)."""
+    hosting = by_kind(render(K8S / "base"), "Deployment")["hosting"]
+    (container,) = hosting["spec"]["template"]["spec"]["containers"]
+    assert cpu_cores(container["resources"]["requests"]["cpu"]) >= 1
+    assert cpu_cores(container["resources"]["limits"]["cpu"]) >= 2
+    threads = {v["name"]: v["valueFrom"]["resourceFieldRef"] for v in container["env"] if "resourceFieldRef" in v.get("valueFrom", {})}
+    assert threads.get("CUSTOMLABELS_HOSTING_UNIT_THREADS", {}).get("resource") == "limits.cpu", "unit threads: the CPU limit"
+    data = next(v for v in hosting["spec"]["template"]["spec"]["volumes"] if v["name"] == "data")
+    assert memory_bytes(data["emptyDir"]["sizeLimit"]) >= 2**30, "room for the running models' files under /data"
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    """A LabelSelector (matchLabels, matchExpressions with In / NotIn / Exists / DoesNotExist)."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        value, present = labels.get(e["key"]), e["key"] in labels
+        ok = {"In": present and value in e.get("values", []), "NotIn": not present or value not in e.get("values", []),
+              "Exists": present, "DoesNotExist": not present}[e["operator"]]
+        if not ok:
+            return False
+    return True
+
+
+def test_network_policies_admit_exactly_the_callers(rendered):
+    """Each internal API admits the services that call it (CALLS), on its http port, and nobody else."""
+    deployments = by_kind(rendered, "Deployment")
+    labels = {d["spec"]["template"]["spec"]["containers"][0]["args"][1]: d["spec"]["template"]["metadata"]["labels"]
+              for d in deployments.values()}
+    policies = [p for p in by_kind(rendered, "NetworkPolicy").values() if "Ingress" in p["spec"].get("policyTypes", ["Ingress"])]
+    for role, pod_labels in labels.items():
+        applying = [p for p in policies if _selects(p["spec"]["podSelector"], pod_labels)]
+        if role == "gateway":
+            assert not applying, "the gateway is the public API: no ingress policy may select it"
+            continue
+        assert applying, f"no NetworkPolicy isolates {role}: any pod could call its API"
+        admitted = set()
+        for policy in applying:
+            for rule in policy["spec"].get("ingress") or []:
+                ports = {p.get("port") for p in rule.get("ports") or [{}]}
+                assert ports <= {"http", 8080, None}, f"{policy['metadata']['name']}: ports {ports}"
+                for peer in rule.get("from") or []:
+                    assert set(peer) == {"podSelector"}, f"{policy['metadata']['name']}: only pods of this namespace may call"
+                    admitted |= {caller for caller, caller_labels in labels.items() if _selects(peer["podSelector"], caller_labels)}
+                assert rule.get("from"), f"{policy['metadata']['name']}: a rule without from admits everyone"
+        assert admitted == callers_of(role), f"{role} admits {sorted(admitted)}, its callers are {sorted(callers_of(role))}"
 
 
 def test_dev_secret_is_marked_dev_only():
@@ -735,9 +1001,10 @@ def test_dev_secret_is_marked_dev_only():
     assert not any(d["kind"] == "Secret" for d in render(K8S / "base"))
 
 
-def test_readme_says_why_kustomize_and_where_the_future_services_go():
+def test_readme_says_why_kustomize_and_how_training_gets_a_gpu():
     text = (K8S / "README.md").read_text()
-    for needed in ("Why Kustomize", "nvidia.com/gpu", "nodeSelector", "tolerations", "HorizontalPodAutoscaler", "external"):
+    for needed in ("Why Kustomize", "nvidia.com/gpu", "nodeSelector", "tolerations", "HorizontalPodAutoscaler",
+                   "external", "components/gpu-training", "Recreate", "NetworkPolicy"):
         assert needed in text, f"infra/k8s/README.md: {needed!r}"
 
 

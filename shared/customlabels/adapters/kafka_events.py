@@ -39,6 +39,15 @@ up only its own partition. A worker that has too many records waiting has
 its partition paused. ``subscribe`` returns once the member has joined the
 group and got its first assignment (bounded by ``join_timeout_seconds``).
 
+Long handlers (a training job runs for many minutes) keep their member in
+the group: the fetch task goes on calling ``getmany`` while handlers run, so
+aiokafka's ``max_poll_interval_ms`` (the longest time between polls before a
+member leaves its group; 5 minutes) is never reached because of a handler,
+and heartbeats come from aiokafka's own task. Checked with the interval cut
+to 3 s and a 12 s handler, asleep or busy in a thread: no rebalance, the
+record committed once.
+What does cut a long handler short is a rebalance (below).
+
 Offsets: a worker commits ``offset + 1`` only after the handler returned or
 the record was dead-lettered. Right after a success the commit is held back
 if another record is already waiting: it then goes out together with (in

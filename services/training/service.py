@@ -49,6 +49,12 @@ class TrainingService(Service):
         Collection(VERSIONS, (Index(("project_arn", "name"), unique=True), Index(("project_arn", "created_ms")))),
     )
 
+    def __init__(self, ctx) -> None:
+        super().__init__(ctx)
+        # One training at a time per process: each uses every core (or the GPU); a second
+        # would only halve both and double the memory. Other jobs wait, queued.
+        self.training_slot = asyncio.Semaphore(1)
+
     async def start(self) -> None:
         await self.ctx.blobs.ensure_bucket(MODELS_BUCKET)
         await super().start()
@@ -118,12 +124,13 @@ class TrainingService(Service):
             raise errors.InvalidParameter(
                 f"project {project_arn} has no TRAIN dataset: create one with CreateDataset first")
         for dataset in datasets.values():
-            if dataset["Status"].endswith("_IN_PROGRESS"):
-                raise errors.ResourceInUse(
-                    f"dataset {dataset['DatasetArn']} is {dataset['Status']}: wait until it is complete")
-            if dataset["Status"].endswith("_FAILED"):
-                raise errors.InvalidParameter(
-                    f"dataset {dataset['DatasetArn']} is {dataset['Status']}: fix or recreate it first")
+            # The dataset's owner has its current status (the projects service's copy lags its events).
+            found = await self.ctx.router.call("DescribeDataset", {"DatasetArn": dataset["DatasetArn"]})
+            status = found["DatasetDescription"]["Status"]
+            if status.endswith("_IN_PROGRESS"):
+                raise errors.ResourceInUse(f"dataset {dataset['DatasetArn']} is {status}: wait until it is complete")
+            if status.endswith("_FAILED"):
+                raise errors.InvalidParameter(f"dataset {dataset['DatasetArn']} is {status}: fix or recreate it first")
         tags = req.get("Tags") or {}
         budget = training_budget(tags, self.ctx.settings.training_budget_seconds)
         return await self._create(
@@ -214,7 +221,8 @@ class TrainingService(Service):
     async def on_training_requested(self, event: TrainingRequested, uow: UnitOfWork) -> None:
         from services.training.worker import Worker
 
-        await Worker(self).run(event.version_arn)
+        async with self.training_slot:
+            await Worker(self).run(event.version_arn)
 
     async def on_evaluation_completed(self, event: EvaluationCompleted, uow: UnitOfWork) -> None:
         from services.training.worker import complete

@@ -14,7 +14,10 @@
 A worker killed during a stage is replaced by one that starts again from the
 last checkpoint (the snapshot is reused; the training stage restarts with
 its full budget); the attempt count is committed before any work, so a job
-that kills every worker fails after ``MAX_ATTEMPTS``.
+that kills every worker fails after ``MAX_ATTEMPTS``. A job handed back on
+purpose (shutdown, or a Kafka rebalance that moves its partition) stops its
+training thread at the next progress report and gives its attempt back.
+A process trains one version at a time (``TrainingService.training_slot``).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import hashlib
 import json
 import logging
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -51,6 +55,7 @@ ENTRIES_PAGE = 100
 
 class Worker:
     def __init__(self, service) -> None:
+        self.stop = threading.Event()  # tells the training thread to give up at its next progress report
         self.service = service
         self.ctx = service.ctx
         self.blobs = service.ctx.blobs
@@ -76,6 +81,12 @@ class Worker:
                 await self.copy(doc)
             else:
                 await self.train(doc)
+        except asyncio.CancelledError:
+            # Shutdown or a consumer-group rebalance hands the job back: it will be redelivered, and this
+            # attempt doesn't count against it (a killed worker never gets here, so that one does).
+            self.stop.set()
+            await asyncio.shield(self.service.update_version(arn, _hand_back))
+            raise
         except DataProblem as problem:
             await self.fail(arn, problem.message)
         except Exception as e:  # a bug or a broken store: fail with the reason rather than loop
@@ -184,6 +195,8 @@ class Worker:
         reports: asyncio.Queue = asyncio.Queue()
 
         def progress(stage: str, fraction: float, message: str) -> None:
+            if self.stop.is_set():
+                raise TrainingStopped("the job was handed back")
             loop.call_soon_threadsafe(reports.put_nowait, (stage, fraction, message))
 
         relay = asyncio.create_task(self.relay_progress(doc, budget, reports))
@@ -242,6 +255,14 @@ class Worker:
             return [VersionCompleted(project_arn=d["project_arn"], version_arn=d["_id"], version_name=d["name"], model=dst)]
 
         await self.service.update_version(doc["_id"], copied)
+
+
+class TrainingStopped(Exception):
+    """Raised in the training thread to end it early: its job was handed back."""
+
+
+def _hand_back(doc: dict) -> None:
+    doc["job"]["attempts"] = max(0, doc["job"]["attempts"] - 1)
 
 
 async def complete(service, event: EvaluationCompleted) -> None:

@@ -53,7 +53,7 @@ CALLS: dict[str, set[str]] = {
     "gateway": set(OWNERS),  # routes every API operation to its owner
     "projects": set(),
     "datasets": {"DescribeProjects"},
-    "training": {"DescribeProjects", "ListDatasetEntries"},
+    "training": {"DescribeProjects", "DescribeDataset", "ListDatasetEntries"},
     "evaluation": set(),
     "hosting": {"DescribeProjects", "DescribeProjectVersions", "ListTagsForResource"},
 }

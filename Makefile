@@ -11,7 +11,7 @@ export CUSTOMLABELS_DATA    ?= $(CURDIR)/data
 export CUSTOMLABELS_WEIGHTS ?= $(WEIGHTS_DIR)
 export TORCH_HOME           ?= $(WEIGHTS_DIR)/torch
 
-.PHONY: install run test bench-ingest bench-bus clean
+.PHONY: install run test bench-ingest bench-bus bench-train bench-detect clean
 
 ## install: virtual environment, pinned packages (torch, torchvision, ...), verified weights
 install: $(INSTALLED) $(WEIGHTS_DIR)/.verified
@@ -38,9 +38,17 @@ test: install
 bench-ingest: install
 	$(PY) tests/benchmarks/bench_ingest.py
 
+## bench-train: train on flowers-small, bccd, microcontroller, raccoon through the service, beside a linear probe (about 50 min)
+bench-train: install
+	$(PY) tests/benchmarks/bench_train.py
+
 ## bench-bus: events/s and publish-to-handle latency, Kafka (Tansu) beside the embedded bus
 bench-bus: install
 	$(PY) tests/benchmarks/bench_bus.py
+
+## bench-detect: DetectCustomLabels over HTTP against the physical path (decode + onnxruntime), one trained model
+bench-detect: install
+	$(PY) tests/benchmarks/bench_detect.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

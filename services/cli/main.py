@@ -12,7 +12,7 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from customlabels.client import DEFAULT_REGION, DEFAULT_URL, Endpoint, ObjectClient, ObjectStoreError, rekognition
-from services.cli import converters, models
+from services.cli import converters, hosting_commands, models
 from services.cli.imports import CliError, ImportOptions, UsageError, describe_conversion, progress_bar, run_import
 
 DEFAULT_BUCKET = "customlabels-images"
@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_import_voc(commands, connection, imports)
     _add_import_coco(commands, connection, imports)
     models.add_commands(commands, connection, _Formatter)
+    hosting_commands.add_commands(commands, connection, _Formatter, lambda args: rekognition(_endpoint(args)))
     return parser
 
 

@@ -7,7 +7,8 @@
   with service name ``s3``, so users can upload images and manifests and read
   evaluation files. It is to the blob store what MinIO is in distributed mode;
   it owns no state of its own.
-- ``GET /healthz``, ``GET /readyz``: liveness and readiness.
+- ``GET /healthz``, ``GET /readyz``: liveness and readiness; ``GET /metrics``:
+  Prometheus metrics (unauthenticated, like the probes).
 
 A PUT into a watched bucket (``CUSTOMLABELS_WATCHED_BUCKETS``) publishes
 ``ImageUploaded``, as MinIO's bucket notifications do in distributed mode.
@@ -26,6 +27,7 @@ from aiohttp import web
 from customlabels import errors
 from customlabels.config import Settings
 from customlabels.events import ImageUploaded
+from customlabels.ml.artifact import MODELS_BUCKET
 from customlabels.ports.blobs import BlobStore, InvalidKey, NoSuchBucket, NoSuchKey, Rejected, check_bucket, check_key
 from customlabels.ports.events import EventBus
 from customlabels.ports.operations import OperationRouter
@@ -111,6 +113,8 @@ class Gateway:
 
     async def put_object(self, request: web.Request) -> web.Response:
         bucket, key = self._object_address(request)
+        if bucket == MODELS_BUCKET:  # what hosting serves is written by training alone
+            raise errors.AccessDenied(f"bucket {bucket} is read-only: models get there by training or copying")
         limit = self.settings.max_object_bytes
         if request.content_length is not None and request.content_length > limit:
             raise errors.EntityTooLarge(f"the object is {request.content_length} bytes; the limit is {limit}")

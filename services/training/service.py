@@ -109,7 +109,7 @@ class TrainingService(Service):
                 return doc
             except VersionConflict:
                 continue
-        raise errors.ServiceError(f"model version {arn} kept changing under an update")
+        raise errors.InternalServerError(f"model version {arn} kept changing under an update")
 
     # --- operations ------------------------------------------------------------------------
     async def create_project_version(self, req: dict[str, Any]) -> dict[str, Any]:

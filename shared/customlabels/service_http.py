@@ -37,7 +37,8 @@ def service_app(service: Service, *, max_body: int) -> web.Application:
 
 
 def add_probes(app: web.Application) -> None:
-    """``/healthz`` (alive) and ``/readyz`` (serving: ``app[READY]["ready"]``)."""
+    """``/healthz`` (alive), ``/readyz`` (serving: ``app[READY]["ready"]``) and ``/metrics``
+    (Prometheus text: every metric this process registered; all services in embedded mode)."""
     app[READY] = {"ready": False}
 
     async def healthz(request: web.Request) -> web.Response:
@@ -47,5 +48,11 @@ def add_probes(app: web.Application) -> None:
         ready = request.app[READY]["ready"]
         return web.json_response({"status": "ready" if ready else "starting"}, status=200 if ready else 503)
 
+    async def metrics(request: web.Request) -> web.Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)

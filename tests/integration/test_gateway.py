@@ -86,7 +86,7 @@ def test_stale_signature_says_expired(server):
         ("RekognitionService.NoSuchOperation", "UnknownOperationException"),
         ("SomethingElse.CreateProject", "UnknownOperationException"),
         ("RekognitionService.DetectFaces", "UnsupportedOperationException"),
-        ("RekognitionService.StartProjectVersion", "UnsupportedOperationException"),
+        ("RekognitionService.DetectLabels", "UnsupportedOperationException"),
     ],
 )
 def test_operations_we_do_not_serve_are_clear_400s(server, target, error):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.support.api import classification_line, create_from_manifest, error_code, jpeg, wait_dataset
-from tests.support.server import REPO, ServerProcess
+from tests.support.server import DATASETS, REPO, ServerProcess
 from tests.support.training import BUDGET_TAG, OUTPUT, cli, import_flowers, project_arn, wait_version
 
 pytestmark = pytest.mark.slow
@@ -239,3 +239,40 @@ def test_scores_are_probabilities(flowers_version, objects):
     confidences = np.array([meta["confidence"] for line in snapshot for key, meta in line.items()
                             if key.startswith("rekognition-custom-labels-evaluation") and key.endswith("-metadata")])
     assert ((confidences >= 0) & (confidences <= 1)).all()
+
+
+@pytest.fixture(scope="session")
+def boards_version(server, tmp_path_factory):
+    """60 microcontroller photos (4 board types, boxes) trained 40 s: an object-localization version."""
+    folder = tmp_path_factory.mktemp("boards")
+    for xml in sorted((DATASETS / "microcontroller" / "train").glob("*.xml"))[:60]:
+        for path in (xml, xml.with_suffix(".jpg")):
+            (folder / path.name).symlink_to(path)
+    done = cli(server, "import-voc", str(folder), "--project", "trainboards", "--create-project")
+    assert done.returncode == 0, done.stderr
+    client = server.rekognition()
+    arn = project_arn(client, "trainboards")
+    client.create_project_version(ProjectArn=arn, VersionName="v1", OutputConfig=OUTPUT, Tags={BUDGET_TAG: "40"})
+    return arn, wait_version(client, arn, "v1")
+
+
+def test_boxes_train_a_detector_evaluated_per_box(boards_version, objects, server, tmp_path):
+    arn, description = boards_version
+    assert description["Status"] == "TRAINING_COMPLETED", description.get("StatusMessage")
+    summary = _get_json(objects, description["EvaluationResult"]["Summary"]["S3Object"])
+    aggregated = summary["AggregatedEvaluationResults"]
+    assert 0 <= aggregated["AveragePrecision"] <= 1 and 0 <= aggregated["AverageRecall"] <= 1
+    assert "ConfusionMatrix" not in aggregated
+    assert description["EvaluationResult"]["F1Score"] > 0.05  # 40 s on 2 busy cores: weak, but far above chance (~0)
+    assert len(summary["LabelEvaluationResults"]) == 4
+    snapshot = _lines(objects, description["TestingDataResult"]["Output"]["Assets"][0]["GroundTruthManifest"]["S3Object"])
+    assert len(snapshot) == summary["EvaluationDetails"]["NumberOfTestingImages"] == 12
+    boxes = [obj for line in snapshot for obj in line["rekognition-custom-labels-evaluation-metadata"]["objects"]]
+    assert boxes and all("rekognition-custom-labels-evaluation-details" in obj for obj in boxes)
+    summary_file = _get_json(objects, description["ManifestSummary"]["S3Object"])
+    assert summary_file["statistics"]["training"]["use_case"] == "OBJECT_LOCALIZATION"
+
+    exported = cli(server, "export", "--project", "trainboards", "--version", "v1", "-o", str(tmp_path))
+    assert exported.returncode == 0, exported.stderr
+    card = json.loads((tmp_path / "model.json").read_text())
+    assert card["task"] == "detection" and sorted(card["thresholds"]) == sorted(card["labels"])

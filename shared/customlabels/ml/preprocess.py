@@ -21,6 +21,9 @@ Steps, and why:
    the two plain choices were within noise of each other (MobileNetV2: crop
    0.858, squash 0.853; EfficientNet-Lite2: crop 0.892, squash 0.900 macro-F1,
    mean of 10 splits).
+   Object localization uses ``resize="stretch"`` instead: the whole image is
+   resized to the square, never cropped, so no object is cut away and a box's
+   ratios of the image are its ratios of the model input, one to one.
 3. **Normalise** with the backbone's own mean and std (ImageNet statistics for
    MobileNetV2; 0.5/0.5 for the EfficientNet-Lite checkpoints, which were
    ported from TensorFlow and expect inputs in [-1, 1]: with ImageNet
@@ -42,6 +45,11 @@ from PIL import Image
 from customlabels.images import decode_image
 
 MAX_ASPECT = 4 / 3  # the widest aspect ratio squashed into a square; beyond it, centre crop
+# How the picture becomes a square (``Preprocessing.resize``), as ``to_dict`` describes it.
+RESIZE_MODES = {
+    "crop": "centre-crop to aspect <= 4:3, then bilinear resize to a square",
+    "stretch": "bilinear resize of the whole image to a square, no crop",
+}
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -55,22 +63,32 @@ class Preprocessing:
     input_size: int
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    resize: str = "crop"  # a key of RESIZE_MODES: "crop" (classification) or "stretch" (localization)
+
+    def __post_init__(self) -> None:
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, not {self.resize!r}")
 
     def to_dict(self) -> dict:
         return {"input_size": self.input_size, "mean": list(self.mean), "std": list(self.std),
-                "resize": "centre-crop to aspect <= 4:3, then bilinear resize to a square"}
+                "resize": RESIZE_MODES[self.resize]}
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocessing:
-        return cls(int(data["input_size"]), tuple(data["mean"]), tuple(data["std"]))
+        # "resize" holds the description (older files: always the crop one); a bare mode name is taken too.
+        described = {text: mode for mode, text in RESIZE_MODES.items()}
+        resize = data.get("resize", "crop")
+        return cls(int(data["input_size"]), tuple(data["mean"]), tuple(data["std"]), described.get(resize, resize))
 
 
-def load_pixels(data: bytes, size: int) -> np.ndarray:
+def load_pixels(data: bytes, size: int, resize: str = "crop") -> np.ndarray:
     """Decode image bytes to a ``(size, size, 3)`` uint8 RGB array (steps 1 and 2).
 
     Raises ``customlabels.images.ImageProblem`` for bytes that are not a usable image.
     """
     image = decode_image(data, draft_to=(size, size))
+    if resize == "stretch":
+        return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR))
     return np.asarray(square(image, size))
 
 
@@ -98,7 +116,7 @@ def normalize(pixels: np.ndarray, spec: Preprocessing) -> np.ndarray:
 
 def preprocess(images: Iterable[bytes], spec: Preprocessing) -> np.ndarray:
     """Image bytes -> the model's ``(N, 3, size, size)`` float32 input."""
-    pixels = [load_pixels(data, spec.input_size) for data in images]
+    pixels = [load_pixels(data, spec.input_size, spec.resize) for data in images]
     if not pixels:
         return np.zeros((0, 3, spec.input_size, spec.input_size), dtype=np.float32)
     return normalize(np.stack(pixels), spec)

@@ -196,6 +196,31 @@ def test_a_version_is_trained_and_evaluated_by_their_own_processes(trained_versi
     assert trained_version["EvaluationResult"]["Summary"]["S3Object"]["Bucket"] == OUTPUT["S3Bucket"]
 
 
+def test_the_trained_version_is_started_detects_and_stops_in_its_own_process(every_service, flowers, trained_version):
+    """Hosting, its own process, serves what the training process made: start, detect (bytes and S3Object), stop."""
+    client = every_service.gateway.rekognition()
+    arn = trained_version["ProjectVersionArn"]
+    client.start_project_version(ProjectVersionArn=arn, MinInferenceUnits=1)
+    client.get_waiter("project_version_running").wait(ProjectArn=flowers, VersionNames=["v1"],
+                                                      WaiterConfig={"Delay": 0.5, "MaxAttempts": 240})
+    photo = sorted((DATASETS / "flowers-small" / "daisy").glob("*.jpg"))[-1]  # not one of the 40 trained on
+    by_bytes = client.detect_custom_labels(ProjectVersionArn=arn, Image={"Bytes": photo.read_bytes()}, MinConfidence=0)
+    by_object = client.detect_custom_labels(ProjectVersionArn=arn, MinConfidence=0, Image={
+        "S3Object": {"Bucket": "flowers", "Name": "daisy/" + sorted((DATASETS / "flowers-small" / "daisy").glob("*.jpg"))[0].name}})
+    for answer in (by_bytes, by_object):
+        labels = answer["CustomLabels"]
+        assert {label["Name"] for label in labels} == set(FLOWERS)
+        assert [label["Confidence"] for label in labels] == sorted((label["Confidence"] for label in labels), reverse=True)
+    assert by_bytes["CustomLabels"][0]["Name"] == "daisy"
+    client.stop_project_version(ProjectVersionArn=arn)
+    deadline = time.monotonic() + 60
+    while client.describe_project_versions(ProjectArn=flowers, VersionNames=["v1"])["ProjectVersionDescriptions"][0]["Status"] != "STOPPED":
+        assert time.monotonic() < deadline, every_service.logs()
+        time.sleep(0.25)
+    with pytest.raises(client.exceptions.ResourceNotReadyException):
+        client.detect_custom_labels(ProjectVersionArn=arn, Image={"Bytes": photo.read_bytes()})
+
+
 def test_kill_9_of_the_training_service_during_training(every_service, flowers):
     """The job of a training process killed mid-training is redelivered (Kafka, after the group
     rebalances) to the process that replaces it, which resumes from the version's snapshot."""

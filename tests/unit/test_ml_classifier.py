@@ -7,7 +7,6 @@ real photos (../shared/datasets/flowers-small); nothing is downloaded. About
 from __future__ import annotations
 
 import io
-import os
 import time
 from pathlib import Path
 
@@ -27,9 +26,10 @@ from customlabels.ml.classifier import macro_f1, stratified_holdout, train_class
 from customlabels.ml.preprocess import Preprocessing, load_pixels, normalize, preprocess
 from PIL import Image
 
+from tests.support.ml import WEIGHTS, offline, two_threads  # noqa: F401 (autouse fixtures)
+
 ROOT = Path(__file__).resolve().parents[2]
 FLOWERS = ROOT.parent / "shared" / "datasets" / "flowers-small"
-WEIGHTS = Path(os.environ.get("CUSTOMLABELS_WEIGHTS", ROOT / "weights"))
 DAISY = 985  # the ImageNet class
 
 pytestmark = pytest.mark.skipif(not FLOWERS.is_dir(), reason=f"the shared datasets are expected at {FLOWERS}")
@@ -37,26 +37,6 @@ pytestmark = pytest.mark.skipif(not FLOWERS.is_dir(), reason=f"the shared datase
 
 def photos(name: str, start: int, count: int) -> list[bytes]:
     return [p.read_bytes() for p in sorted((FLOWERS / name).glob("*.jpg"))[start : start + count]]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def two_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    """Any attempt to fetch weights fails, and torch's own cache is an empty folder."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("tried to download weights")
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
-    monkeypatch.setenv("CUSTOMLABELS_WEIGHTS", str(WEIGHTS))
 
 
 # --- backbones --------------------------------------------------------------------

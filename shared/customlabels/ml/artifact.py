@@ -132,7 +132,7 @@ class ServedModel:
         if card.task == "detection":
             from customlabels.ml.detector_onnx import OnnxDetector
 
-            self.runtime = OnnxDetector(onnx_path, threads=threads)
+            self.runtime = OnnxDetector(onnx_path, threads=threads, spinning=spinning, provider_names=provider_names)
         else:
             self.runtime = OnnxScores(onnx_path, threads=threads, spinning=spinning, provider_names=provider_names)
         self.preprocessing = self.runtime.preprocessing

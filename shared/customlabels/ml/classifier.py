@@ -603,11 +603,11 @@ def _finetune(net, data, spec, task, clock, seconds_per_image, best, log, report
             if clock.remaining() < step_seconds + eval_seconds + MARGIN_SECONDS:
                 stop = True
                 break
-            _set_lr(optimizer, base_lrs, (clock.elapsed() - start) / span)
+            set_lr(optimizer, base_lrs, (clock.elapsed() - start) / span, WARMUP_SHARE)
             t = time.monotonic()
             x, y = _augmented_batch(data, rows, spec, generator, device)
             net.train()
-            _freeze_batchnorm(net)
+            freeze_batchnorm(net)
             with mixed_precision(x.device):
                 with torch.no_grad():
                     h = frozen(x)
@@ -636,18 +636,19 @@ def _finetune(net, data, spec, task, clock, seconds_per_image, best, log, report
     return best
 
 
-def _set_lr(optimizer, base_lrs, progress: float) -> None:
-    """Linear warm-up, then cosine to zero, over the fine-tuning *time*."""
+def set_lr(optimizer, base_lrs, progress: float, warmup_share: float, start: float = 0.0) -> None:
+    """Linear warm-up from ``start`` x the base rate, then cosine to zero, over the training *time*."""
     progress = min(max(progress, 0.0), 1.0)
-    if progress < WARMUP_SHARE:
-        factor = progress / WARMUP_SHARE
+    if progress < warmup_share:
+        factor = start + (1 - start) * progress / warmup_share
     else:
-        factor = 0.5 * (1 + math.cos(math.pi * (progress - WARMUP_SHARE) / (1 - WARMUP_SHARE)))
+        factor = 0.5 * (1 + math.cos(math.pi * (progress - warmup_share) / (1 - warmup_share)))
     for group, base in zip(optimizer.param_groups, base_lrs):
         group["lr"] = base * factor
 
 
-def _freeze_batchnorm(net: nn.Module) -> None:
+def freeze_batchnorm(net: nn.Module) -> None:
+    """BatchNorm layers keep their pretrained statistics (too few images here to re-estimate them)."""
     for module in net.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.eval()

@@ -40,8 +40,6 @@ OUTPUT_NAME = "scores"
 
 def export_onnx(trained: TrainedClassifier, path: str | Path, *, extra_metadata: dict | None = None) -> Path:
     """Write ``trained`` as an ONNX file at ``path`` and return the path."""
-    import onnx
-
     path = Path(path)
     model = trained.model.eval().cpu()
     model = model.to(memory_format=torch.contiguous_format)  # a plain NCHW graph; the runtime picks its own layout
@@ -60,6 +58,14 @@ def export_onnx(trained: TrainedClassifier, path: str | Path, *, extra_metadata:
             do_constant_folding=True,
             dynamo=False,
         )
+    write_metadata(path, trained, extra_metadata)
+    return path
+
+
+def write_metadata(path: Path, trained, extra_metadata: dict | None = None) -> None:
+    """Store what using the file needs inside it (labels, task, backbone, preprocessing), and check it."""
+    import onnx
+
     proto = onnx.load(str(path))
     metadata = {
         "customlabels.labels": json.dumps(trained.labels),
@@ -73,7 +79,6 @@ def export_onnx(trained: TrainedClassifier, path: str | Path, *, extra_metadata:
         entry.key, entry.value = key, value
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
-    return path
 
 
 class OnnxClassifier:

@@ -98,25 +98,26 @@ def session(onnx_path: str | Path, *, threads: int | None = None, spinning: bool
     return ort.InferenceSession(str(onnx_path), options, providers=list(provider_names or providers()))
 
 
-class OnnxScores:
-    """An exported classifier on onnxruntime: ``(N, 3, S, S)`` float32 in, ``(N, labels)`` scores out.
-
-    What ``customlabels.ml.onnx_export.OnnxClassifier`` does, without importing
-    torch: the preprocessing comes from the file's own metadata, the input and
-    output from its graph.
-    """
+class OnnxFile:
+    """An exported model on onnxruntime, with what its metadata says: labels, task, backbone, preprocessing."""
 
     def __init__(self, onnx_path: str | Path, **session_options: Any) -> None:
         from customlabels.ml.preprocess import Preprocessing
 
         self.session = session(onnx_path, **session_options)
         meta = self.session.get_modelmeta().custom_metadata_map
+        self.labels: list[str] = json.loads(meta["customlabels.labels"])
+        self.task: str = meta["customlabels.task"]
+        self.backbone: str = meta["customlabels.backbone"]
         self.preprocessing = Preprocessing.from_dict(json.loads(meta["customlabels.preprocessing"]))
-        self.input_name = self.session.get_inputs()[0].name
-        self.output_name = self.session.get_outputs()[0].name
+        self.metadata = dict(meta)
+
+
+class OnnxScores(OnnxFile):
+    """An exported classifier: ``(N, 3, S, S)`` float32 in, ``(N, labels)`` scores out (no torch needed)."""
 
     def predict_array(self, batch):
-        return self.session.run([self.output_name], {self.input_name: batch})[0]
+        return self.session.run([self.session.get_outputs()[0].name], {self.session.get_inputs()[0].name: batch})[0]
 
 
 class ServedModel:

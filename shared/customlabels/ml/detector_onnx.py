@@ -20,17 +20,17 @@ props as the classifier's export (``customlabels.labels``, ``.task`` =
 """
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from customlabels.ml.preprocess import Preprocessing, preprocess
+from customlabels.ml.artifact import OnnxFile
+from customlabels.ml.preprocess import preprocess
 
 if TYPE_CHECKING:  # the runtime half of this module must not need torch (serving loads it)
     from customlabels.ml.detector import TrainedDetector
@@ -95,19 +95,8 @@ def export_detector_onnx(trained: TrainedDetector, path: str | Path, extra_metad
     return path
 
 
-class OnnxDetector:
+class OnnxDetector(OnnxFile):
     """Finds objects with an exported detector on onnxruntime (CUDA when present, else the CPU)."""
-
-    def __init__(self, path: str | Path, **session_options: Any) -> None:
-        from customlabels.ml.artifact import session
-
-        self.session = session(path, **session_options)
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.labels: list[str] = json.loads(meta["customlabels.labels"])
-        self.task: str = meta["customlabels.task"]
-        self.backbone: str = meta["customlabels.backbone"]
-        self.preprocessing = Preprocessing.from_dict(json.loads(meta["customlabels.preprocessing"]))
-        self.metadata = dict(meta)
 
     def predict(self, images: Sequence[bytes], batch_size: int = 16) -> list[list[Detection]]:
         """Detections per image (ratios of the image, best first)."""

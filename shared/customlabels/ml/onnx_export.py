@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from customlabels.ml.classifier import TrainedClassifier
-from customlabels.ml.preprocess import Preprocessing, preprocess
+from customlabels.ml.artifact import OnnxScores
+from customlabels.ml.preprocess import preprocess
 
 OPSET = 17
 INPUT_NAME = "images"
@@ -81,29 +82,11 @@ def write_metadata(path: Path, trained, extra_metadata: dict | None = None) -> N
     onnx.save(proto, str(path))
 
 
-class OnnxClassifier:
-    """Scores images with an exported model on onnxruntime's CPU provider."""
-
-    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.labels: list[str] = json.loads(meta["customlabels.labels"])
-        self.task: str = meta["customlabels.task"]
-        self.backbone: str = meta["customlabels.backbone"]
-        self.preprocessing = Preprocessing.from_dict(json.loads(meta["customlabels.preprocessing"]))
-        self.metadata = dict(meta)
+class OnnxClassifier(OnnxScores):
+    """Scores images with an exported classifier (the same preprocessing as training)."""
 
     def predict(self, images: Sequence[bytes], batch_size: int = 32) -> np.ndarray:
         """Scores ``(N, len(labels))`` for image bytes."""
         out = [self.predict_array(preprocess(images[i : i + batch_size], self.preprocessing))
                for i in range(0, len(images), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
-
-    def predict_array(self, batch: np.ndarray) -> np.ndarray:
-        """Scores for an already preprocessed ``(N, 3, S, S)`` float32 batch."""
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]

@@ -15,17 +15,20 @@ Either mode uses the distributed adapters whose settings are present
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import secrets
 import signal
+import socket
 from dataclasses import dataclass
 from typing import Callable
 
 from aiohttp import web
 
+from customlabels.adapters.data_folder import DataFolderError, open_data_folder
 from customlabels.adapters.inprocess_operations import InProcessOperations
-from customlabels.config import Settings
+from customlabels.config import BACKEND_SERVICE_NAMES, Settings
 from customlabels.pagination import TokenCodec
 from customlabels.ports.blobs import BlobStore
 from customlabels.ports.documents import DocumentStore, ScopedStore
@@ -34,22 +37,24 @@ from customlabels.ports.operations import OperationRouter
 from customlabels.service import Service, ServiceContext
 from customlabels.service_http import READY, service_app
 
-from services.datasets import DatasetsService
-from services.evaluation import EvaluationService
+from services.console import mount_console
 from services.gateway.app import gateway_app
-from services.hosting import HostingService
-from services.projects import ProjectsService
-from services.training import TrainingService
 
 log = logging.getLogger("customlabels")
 
-SERVICES: dict[str, type[Service]] = {
-    "projects": ProjectsService,
-    "datasets": DatasetsService,
-    "training": TrainingService,
-    "evaluation": EvaluationService,
-    "hosting": HostingService,
-}
+
+
+def service_class(name: str) -> type[Service]:
+    """The Service subclass named ``name``, defined in ``services/<name>/service.py``."""
+    module = importlib.import_module(f"services.{name}.service")
+    found = [value for value in vars(module).values()
+             if isinstance(value, type) and issubclass(value, Service) and getattr(value, "name", None) == name]
+    if len(found) != 1:
+        raise ImportError(f"services/{name}/service.py must define exactly one Service subclass named {name!r}")
+    return found[0]
+
+
+SERVICES: dict[str, type[Service]] = {name: service_class(name) for name in BACKEND_SERVICE_NAMES}
 
 
 # --- adapters ------------------------------------------------------------------
@@ -106,7 +111,7 @@ class Adapters:
 
     @classmethod
     async def open(cls, settings: Settings) -> "Adapters":
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        open_data_folder(settings.data_dir)  # created, or migrated to this release's format (or refused)
         adapters = cls(documents_adapter(settings), bus_adapter(settings), blobs_adapter(settings))
         await adapters.documents.start([])
         await adapters.bus.start()
@@ -148,12 +153,13 @@ class Embedded:
     async def start(self) -> None:
         self.adapters = await Adapters.open(self.settings)
         self.blobs = self.adapters.blobs
-        router = InProcessOperations()
+        self.router = router = InProcessOperations()  # the service-test tier calls operations through it
         for kind in SERVICES.values():
             service = await start_service(kind, self.settings, self.adapters, router)
             router.register(service.name, service.operations())
             self.services.append(service)
         self.app = gateway_app(self.settings, router, self.blobs, self.adapters.bus)
+        await mount_console(self.app, self.settings, router, self.blobs, self.adapters.documents)
         self.bridge = await notification_bridge(self.settings, self.adapters.bus)
 
     async def stop(self) -> None:
@@ -180,9 +186,12 @@ class SingleService:
         self.router = HttpOperations({n: u for n, u in self.settings.service_urls.items() if n != self.name})
         if self.name == "gateway":
             self.blobs, self.bus = blobs_adapter(self.settings), bus_adapter(self.settings)
+            self.documents = documents_adapter(self.settings)  # the console's sessions, shared by replicas
             await self.blobs.start()
             await self.bus.start()
+            await self.documents.start([])
             self.app = gateway_app(self.settings, self.router, self.blobs, self.bus)
+            await mount_console(self.app, self.settings, self.router, self.blobs, self.documents)
             return
         self.adapters = await Adapters.open(self.settings)
         self.service = await start_service(SERVICES[self.name], self.settings, self.adapters, self.router)
@@ -197,6 +206,7 @@ class SingleService:
             await self.adapters.close()
         else:
             await self.bus.close()
+            await self.documents.close()
             await self.blobs.close()
         await self.router.close()
 
@@ -222,9 +232,27 @@ async def serve(system: Embedded | SingleService, settings: Settings, ready: asy
         log.info("customlabels stopped")
 
 
-def _run(make: Callable[[Settings], Embedded | SingleService]) -> None:
+def _port_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (another server holds it, say), found before anything
+    starts; None when it can (a race with another process is still possible: then bind fails later)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        socket.create_server((host, port), family=family).close()
+    except OSError as e:
+        return (f"cannot listen on {host}:{port} ({e.strerror or e}): stop what uses that port "
+                "(another customlabels server?) or choose another with CUSTOMLABELS_PORT")
+    return None
+
+
+def _run(make: Callable[[Settings], Embedded | SingleService], *, public: bool) -> None:
+    """Serve what ``make`` builds until SIGINT/SIGTERM. ``public``: it answers the public
+    API (embedded, or the gateway), so it must not expose the development keys."""
     logging.basicConfig(level=os.environ.get("CUSTOMLABELS_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
+    if public and (problem := settings.exposure_problem()):
+        raise SystemExit(f"customlabels: {problem}")
+    if problem := _port_problem(settings.host, settings.port):
+        raise SystemExit(f"customlabels: {problem}")
     loop = asyncio.new_event_loop()
     task = loop.create_task(serve(make(settings), settings))
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -233,14 +261,16 @@ def _run(make: Callable[[Settings], Embedded | SingleService]) -> None:
         loop.run_until_complete(task)
     except asyncio.CancelledError:
         pass
+    except DataFolderError as e:
+        raise SystemExit(f"customlabels: {e}") from None
     finally:
         loop.close()
 
 
 def run_embedded() -> None:
-    _run(Embedded)
+    _run(Embedded, public=True)
 
 
 def run_service(name: str) -> None:
-    _run(lambda settings: SingleService(name, settings))
+    _run(lambda settings: SingleService(name, settings), public=name == "gateway")
 

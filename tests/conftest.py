@@ -6,11 +6,17 @@ real processes from PyPI packages, started once per session when a test needs th
 ``server`` is one real customlabels process for the session (tests isolate by
 unique names); tests that kill or restart a server make their own
 ``ServerProcess``.
+
+``embedded`` is every service in the test process instead, on the embedded
+adapters, reached through ``api`` (``tests.support.embedded``): the fast
+service tier (``tests/service``) uses it.
 """
 from __future__ import annotations
 
+import os
 import uuid
-from typing import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -19,12 +25,38 @@ from tests.support.secantus import SecantusServer
 from tests.support.server import DATASETS, ServerProcess
 from tests.support.tansu import TansuBroker
 
+if TYPE_CHECKING:
+    from tests.support.embedded import EmbeddedServices
+
+pytest_plugins = ["tests.support.ci_policy"]  # strict runs: a skip fails; one line for what Docker-only variants did not run
+
+# Every server process and in-process router a test starts checks each answer against
+# its operation's output shape: a member the model lacks fails (customlabels.wire.dispatch).
+os.environ.setdefault("CUSTOMLABELS_CHECK_RESPONSES", "1")
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     process = ServerProcess(tmp_path_factory.mktemp("server") / "data").start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="session")
+async def embedded(tmp_path_factory) -> AsyncIterator[EmbeddedServices]:
+    """Every service in this process on SQLite and a local folder; stopped, and checked for leftovers, at the end
+    (``tests/service`` has its own, stopped when the tier is done)."""
+    # Imported here, not at the top: it imports every service, which only this fixture's users need.
+    from tests.support.embedded import EmbeddedServices
+
+    async with EmbeddedServices(tmp_path_factory.mktemp("embedded") / "data") as services:
+        yield services
+
+
+@pytest.fixture
+def api(embedded):
+    """The embedded services' operations, checked against the model as the wire checks them:
+    ``await api.call("CreateProject", {"ProjectName": ...})``."""
+    return embedded.api
 
 
 @pytest.fixture

@@ -3,9 +3,10 @@
 # `minio-init` job (minio/mc image). Safe to run again: every step is idempotent.
 #
 #  1. the buckets customlabels uses (customlabels-internal: the services' own
-#     files; customlabels-images: what users upload);
+#     files; customlabels-images: what users upload; customlabels-inference:
+#     images the feedback service answers with the project's live model);
 #  2. a Kafka notification target (notify_kafka:primary), so that every object
-#     PUT into customlabels-images is published to the Kafka topic
+#     PUT into the NOTIFY_BUCKETS is published to the Kafka topic
 #     customlabels.objects, where the datasets service turns it into an
 #     ImageUploaded event (an image that arrives straight in MinIO is then
 #     treated like one uploaded through the gateway; that consumer comes with
@@ -15,7 +16,7 @@
 set -eu
 
 : "${MINIO_URL:?}" "${MINIO_ROOT_USER:?}" "${MINIO_ROOT_PASSWORD:?}"
-: "${KAFKA_BROKERS:?}" "${KAFKA_TOPIC:?}" "${BUCKETS:?}" "${NOTIFY_BUCKET:?}"
+: "${KAFKA_BROKERS:?}" "${KAFKA_TOPIC:?}" "${BUCKETS:?}" "${NOTIFY_BUCKETS:?}"
 TARGET=primary
 ARN="arn:minio:sqs::${TARGET}:kafka"   # MinIO's ARN for notify_kafka:<TARGET>, no region set
 
@@ -43,6 +44,8 @@ mc admin config set local "notify_kafka:${TARGET}" \
 mc admin service restart local
 wait_ready
 
-mc event add "local/$NOTIFY_BUCKET" "$ARN" --event put --ignore-existing
-mc event list "local/$NOTIFY_BUCKET"
-echo "minio-init: buckets ($BUCKETS) ready; PUTs in $NOTIFY_BUCKET -> Kafka topic $KAFKA_TOPIC"
+for bucket in $NOTIFY_BUCKETS; do
+    mc event add "local/$bucket" "$ARN" --event put --ignore-existing
+    mc event list "local/$bucket"
+done
+echo "minio-init: buckets ($BUCKETS) ready; PUTs in $NOTIFY_BUCKETS -> Kafka topic $KAFKA_TOPIC"

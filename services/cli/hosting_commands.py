@@ -10,7 +10,7 @@ customlabels server, and against the reference service too.
 
 Wiring (``services/cli/main.py``)::
 
-    hosting_commands.add_commands(commands, connection, _Formatter, lambda args: rekognition(_endpoint(args)))
+    hosting_commands.add_commands(commands, connection, _Formatter, lambda args: rekognition(endpoint_of(args)))
 """
 from __future__ import annotations
 
@@ -23,7 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from services.cli.imports import Refused, UsageError
+from customlabels.arns import parse_arn
+from customlabels.ports.blobs import split_s3_uri
+
+from services.cli.common import Refused, UsageError, endpoint_of, find_project_arn, positive_int
 
 ClientFactory = Callable[[argparse.Namespace], Any]
 
@@ -54,8 +57,8 @@ def add_commands(commands, connection, formatter, make_client: ClientFactory) ->
         ),
     )
     _version_options(start)
-    start.add_argument("--min-units", type=_positive_int, default=1, help="MinInferenceUnits (default 1)")
-    start.add_argument("--max-units", type=_positive_int, help="MaxInferenceUnits: autoscale up to this many")
+    start.add_argument("--min-units", type=positive_int, default=1, help="MinInferenceUnits (default 1)")
+    start.add_argument("--max-units", type=positive_int, help="MaxInferenceUnits: autoscale up to this many")
     start.add_argument("--wait", action="store_true", help="wait until RUNNING (or FAILED)")
     start.add_argument("--timeout", type=float, default=600, help="seconds to wait at most (default 600)")
     start.set_defaults(handler=lambda args: run_start(args, make_client(args)))
@@ -107,13 +110,6 @@ def _version_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--project", metavar="NAME", help="project name (with --version)")
     group.add_argument("--version", metavar="NAME", help="version name (with --project)")
     group.add_argument("--version-arn", metavar="ARN", help="the version's ARN (instead of --project and --version)")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
 
 
 # --- handlers ----------------------------------------------------------------------------
@@ -171,10 +167,10 @@ def run_detect(args: argparse.Namespace, rek) -> int:
 
 def _image_param(image: str) -> dict[str, Any]:
     if image.startswith("s3://"):
-        bucket, _, key = image[len("s3://"):].partition("/")
-        if not bucket or not key:
+        location = split_s3_uri(image)
+        if location is None:
             raise UsageError(f"error: {image} is not s3://BUCKET/KEY")
-        return {"S3Object": {"Bucket": bucket, "Name": key}}
+        return {"S3Object": {"Bucket": location[0], "Name": location[1]}}
     path = Path(image)
     if not path.is_file():
         raise UsageError(f"error: {image} is not a file")
@@ -184,11 +180,10 @@ def _image_param(image: str) -> dict[str, Any]:
 def _image_bytes(image: str, args: argparse.Namespace) -> bytes:
     if not image.startswith("s3://"):
         return Path(image).read_bytes()
-    from customlabels.client import Endpoint, ObjectClient
+    from customlabels.client import ObjectClient
 
-    bucket, _, key = image[len("s3://"):].partition("/")
-    endpoint = Endpoint.from_env(url=getattr(args, "endpoint_url", None), region=getattr(args, "region", None))
-    with ObjectClient(endpoint) as objects:
+    bucket, key = split_s3_uri(image)
+    with ObjectClient(endpoint_of(args)) as objects:
         return objects.get(bucket, key)
 
 
@@ -229,24 +224,17 @@ def _version(args: argparse.Namespace, rek) -> tuple[str, str, str]:
     if args.version_arn:
         if args.project or args.version:
             raise UsageError("error: give --version-arn, or --project and --version, not both")
-        head, _, tail = args.version_arn.partition("/version/")
-        name = tail.split("/")[0]
-        project = head.split(":project/")[-1]
-        return args.version_arn, _project_arn(rek, project), name
+        parsed = parse_arn(args.version_arn)
+        if parsed is None or parsed.kind != "version":
+            raise UsageError(f"error: {args.version_arn!r} is not a model version ARN")
+        return args.version_arn, find_project_arn(rek, parsed.project_name), parsed.version_name
     if not (args.project and args.version):
         raise UsageError("error: give --project and --version (or --version-arn)")
-    project_arn = _project_arn(rek, args.project)
+    project_arn = find_project_arn(rek, args.project)
     found = rek.describe_project_versions(ProjectArn=project_arn, VersionNames=[args.version])
     if not found["ProjectVersionDescriptions"]:
         raise Refused(f"ResourceNotFoundException: project {args.project} has no version {args.version!r}")
     return found["ProjectVersionDescriptions"][0]["ProjectVersionArn"], project_arn, args.version
-
-
-def _project_arn(rek, name: str) -> str:
-    found = rek.describe_projects(ProjectNames=[name])["ProjectDescriptions"]
-    if not found:
-        raise Refused(f"ResourceNotFoundException: no project named {name!r}")
-    return found[0]["ProjectArn"]
 
 
 def _wait(rek, project_arn: str, name: str, success: str, timeout: float, busy: str,

@@ -10,30 +10,10 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
-
-from tqdm import tqdm
 
 from customlabels.client import ObjectClient
-from services.cli.converters import Conversion, chunk_jsonl, label_counts, to_jsonl
-
-
-class CliError(Exception):
-    """An error the CLI reports as one line and turns into an exit code."""
-
-    exit_code = 1
-
-
-class UsageError(CliError):
-    """The command line or its inputs are wrong (exit code 2)."""
-
-    exit_code = 2
-
-
-class Refused(CliError):
-    """The service (or waiting on it) said no (exit code 1)."""
-
-    exit_code = 1
+from services.cli.common import Refused, find_project, progress_bar
+from customlabels.manifests.converters import Conversion, chunk_jsonl, label_counts, manifest_key, to_jsonl
 
 
 @dataclass(frozen=True)
@@ -62,21 +42,6 @@ def run_import(rek, objects: ObjectClient, conversion: Conversion, options: Impo
 
 
 # --- projects -----------------------------------------------------------------------
-
-
-def project_name(project_arn: str) -> str:
-    """``arn:aws:rekognition:r:a:project/<name>/<ms>`` -> ``<name>``."""
-    return project_arn.split(":project/", 1)[-1].split("/", 1)[0]
-
-
-def find_project(rek, name: str) -> dict | None:
-    # Filter by name server-side, and check the names here too, in case a server
-    # answers with every project.
-    for page in rek.get_paginator("describe_projects").paginate(ProjectNames=[name]):
-        for project in page.get("ProjectDescriptions", []):
-            if project_name(project["ProjectArn"]) == name:
-                return project
-    return None
 
 
 def ensure_project(rek, name: str, create: bool, timeout: float = 60.0) -> dict:
@@ -122,11 +87,6 @@ def upload_entries(objects: ObjectClient, bucket: str, conversion: Conversion, w
 
 def dataset_of(project: dict, dataset_type: str) -> dict | None:
     return next((d for d in project.get("Datasets", []) if d.get("DatasetType") == dataset_type), None)
-
-
-def manifest_key(prefix: str, now: datetime | None = None) -> str:
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S%fZ")
-    return f"{prefix}manifests/{stamp}.manifest"
 
 
 def create_dataset(
@@ -200,8 +160,3 @@ def describe_conversion(conversion: Conversion) -> str:
     counts = label_counts(conversion.lines)
     per_label = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
     return f"Found {len(conversion.entries)} images, {len(counts)} labels ({per_label})"
-
-
-def progress_bar(**options) -> tqdm:
-    # disable=None: bars only on a terminal, so logs and pipes stay clean.
-    return tqdm(file=sys.stderr, disable=None, **options)

@@ -1,4 +1,4 @@
-"""The ``customlabels`` command: get labeled images into a customlabels server.
+"""The ``customlabels`` command: run a customlabels server and work with it, from import to export.
 
 Run ``customlabels --help`` (or ``customlabels <command> --help``) for the details.
 Exit codes: 0 done, 1 the service said no (or could not be reached), 2 bad usage.
@@ -11,23 +11,34 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from customlabels.client import DEFAULT_REGION, DEFAULT_URL, Endpoint, ObjectClient, ObjectStoreError, rekognition
-from services.cli import converters, hosting_commands, models
-from services.cli.imports import CliError, ImportOptions, UsageError, describe_conversion, progress_bar, run_import
+from customlabels.client import DEFAULT_REGION, DEFAULT_URL, ObjectClient, ObjectStoreError, rekognition, review_client
+from customlabels.config import ENVIRONMENT, SERVICE_NAMES
+from customlabels.manifests import converters
+from services.cli import backup, hosting_commands, loops, manage, training_commands
+from services.cli.common import CliError, UsageError, endpoint_of, positive_int, progress_bar
+from services.cli.imports import ImportOptions, describe_conversion, run_import
 
 DEFAULT_BUCKET = "customlabels-images"
 
 OVERVIEW = f"""\
-Put labeled images into a customlabels server (the Rekognition Custom Labels API).
+Train and serve your own image models behind the Rekognition Custom Labels API.
 
-Each import command converts your labels to a Ground Truth manifest, uploads the
-images to the server's object store, creates the project's training (or test)
-dataset from the manifest, or adds the images to it when it already exists, waits
-until the server has checked every line, and prints the dataset's statistics.
+The workflow, one command per step:
+  serve                      run the server (or `make run`)
+  import-folder, import-voc, import-coco, import-yolo
+                             labeled images in: a folder per label, Pascal VOC, COCO or
+                             YOLO boxes become a project's TRAIN (or TEST) dataset
+  train --wait               train a model version; prints the version's name, then F1
+  start --wait, detect, stop run the model and ask it about images
+  export                     download model.onnx and model.json to run it anywhere
+  projects, datasets, versions
+                             list, describe or delete what the server holds
+  backup, restore            copy the data folder while the server runs; restore it
 
-The server is found through --endpoint-url or CUSTOMLABELS_ENDPOINT (default
-{DEFAULT_URL}); credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
-(default: the development pair the server accepts out of the box).
+Every client command speaks the public API, so boto3 and the AWS CLI see the same
+resources. The server is found through --endpoint-url or CUSTOMLABELS_ENDPOINT
+(default {DEFAULT_URL}); credentials come from AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY (default: the development pair the server accepts out of the box).
 """
 
 OVERVIEW_EXAMPLES = """\
@@ -35,8 +46,13 @@ Examples:
   customlabels serve
   customlabels import-folder ./flowers --project flowers --create-project
   customlabels import-voc ./bccd --split train --project cells --create-project
-  customlabels train --project flowers --wait
+  customlabels import-yolo ./coco8 --split train --project parts --create-project
+  customlabels train --project flowers --version v1 --wait
+  customlabels start --project flowers --version v1 --wait
+  customlabels detect photo.jpg --project flowers --version v1
   customlabels export --project flowers --version v1 -o ./model
+  customlabels versions list --project flowers
+  customlabels backup --to ../customlabels-backup
   customlabels --endpoint-url http://gpu-box:8080 upload ./photos --bucket my-images
 """
 
@@ -112,8 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_import_folder(commands, connection, imports)
     _add_import_voc(commands, connection, imports)
     _add_import_coco(commands, connection, imports)
-    models.add_commands(commands, connection, _Formatter)
-    hosting_commands.add_commands(commands, connection, _Formatter, lambda args: rekognition(_endpoint(args)))
+    _add_import_yolo(commands, connection, imports)
+    training_commands.add_commands(commands, connection, _Formatter)
+    hosting_commands.add_commands(commands, connection, _Formatter, lambda args: rekognition(endpoint_of(args)))
+    loops.add_commands(commands, connection, _Formatter, lambda args: review_client(endpoint_of(args)))
+    manage.add_commands(commands, connection, _Formatter, lambda args: rekognition(endpoint_of(args)))
+    backup.add_commands(commands, _Formatter)
     return parser
 
 
@@ -162,7 +182,7 @@ def _import_options() -> argparse.ArgumentParser:
              "the manifest goes to <prefix>manifests/<timestamp>.manifest",
     )
     tuning = options.add_argument_group("running")
-    tuning.add_argument("--workers", type=_positive_int, default=8, help="parallel uploads (default: 8)")
+    tuning.add_argument("--workers", type=positive_int, default=8, help="parallel uploads (default: 8)")
     tuning.add_argument(
         "--timeout", type=float, default=1800, metavar="SECONDS",
         help="how long to wait for the server to check the dataset (default: 1800)",
@@ -174,18 +194,14 @@ def _import_options() -> argparse.ArgumentParser:
     return options
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
-
-
 def _add_serve(commands) -> None:
     serve = commands.add_parser(
         "serve", help="run a customlabels server in this process",
-        description="Run the customlabels server (API, object store and workers) in this process.",
-        epilog="Example:\n  customlabels serve\n",
+        description=(
+            "Run the customlabels server (API, object store and workers) in this process, on\n"
+            "http://127.0.0.1:8080 by default. It reads these environment variables:\n\n" + _settings_help()
+        ),
+        epilog="Example:\n  CUSTOMLABELS_PORT=9000 CUSTOMLABELS_DATA=/srv/customlabels customlabels serve\n",
         formatter_class=_Formatter,
     )
     serve.set_defaults(handler=_serve)
@@ -208,9 +224,15 @@ def _add_serve(commands) -> None:
         ),
         formatter_class=_Formatter,
     )
-    service.add_argument("name", choices=["gateway", "projects", "datasets", "training", "evaluation", "hosting"],
+    service.add_argument("name", choices=SERVICE_NAMES,
                          help="the service to run")
     service.set_defaults(handler=_service)
+
+
+def _settings_help() -> str:
+    """The settings table (``customlabels.config.ENVIRONMENT``), one variable per line."""
+    width = max(map(len, ENVIRONMENT))
+    return "\n".join(f"  {name:{width}}  {meaning}" for name, meaning in ENVIRONMENT.items())
 
 
 def _add_upload(commands, connection) -> None:
@@ -233,7 +255,7 @@ def _add_upload(commands, connection) -> None:
     upload.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", type=Path, help="files and folders to upload")
     upload.add_argument("--bucket", required=True, help="bucket to upload into (created on first upload)")
     upload.add_argument("--prefix", default="", metavar="P", help="key prefix (default: none)")
-    upload.add_argument("--workers", type=_positive_int, default=8, help="parallel uploads (default: 8)")
+    upload.add_argument("--workers", type=positive_int, default=8, help="parallel uploads (default: 8)")
     upload.set_defaults(handler=_upload)
 
 
@@ -320,6 +342,33 @@ def _add_import_coco(commands, connection, imports) -> None:
     command.set_defaults(handler=_import_coco)
 
 
+def _add_import_yolo(commands, connection, imports) -> None:
+    command = commands.add_parser(
+        "import-yolo", parents=[connection(argparse.SUPPRESS), imports], formatter_class=_Formatter,
+        help="import YOLO (Ultralytics) bounding boxes",
+        description=(
+            "Import a dataset in the Ultralytics YOLO layout: data.yaml names the classes\n"
+            "(names: [...] or {0: ...}; classes.txt also works), images under images/...,\n"
+            "and for each image a labels/.../<name>.txt with one 'class cx cy w h' line per\n"
+            "object, relative to the image's size (a segmentation polygon becomes its box).\n"
+            "Boxes become pixels of the real image; an image without a label file has no\n"
+            "objects. With --as-labels the classes present become image-level labels."
+        ),
+        epilog=(
+            "Example:\n"
+            "  customlabels import-yolo ./coco8 --split train --project parts --create-project\n"
+            "  customlabels import-yolo ./coco8 --split val --dataset test --project parts\n"
+        ),
+    )
+    command.add_argument("directory", metavar="DIR", type=Path, help="dataset folder (holding data.yaml)")
+    command.add_argument(
+        "--split", metavar="NAME",
+        help="only the images data.yaml lists under NAME (train, val, test), else those in DIR/images/NAME",
+    )
+    _add_label_options(command)
+    command.set_defaults(handler=_import_yolo)
+
+
 def _add_label_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--as-labels", action="store_true",
@@ -333,13 +382,6 @@ def _add_label_options(command: argparse.ArgumentParser) -> None:
 
 
 # --- command handlers ---------------------------------------------------------------
-
-
-def _endpoint(args: argparse.Namespace) -> Endpoint:
-    try:
-        return Endpoint.from_env(url=getattr(args, "endpoint_url", None), region=getattr(args, "region", None))
-    except ValueError as exc:
-        raise UsageError(f"error: {exc}") from None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -360,7 +402,7 @@ def _service(args: argparse.Namespace) -> int:
 def _upload(args: argparse.Namespace) -> int:
     prefix = converters.normalize_prefix(args.prefix)
     items = _upload_items(args.paths, prefix)
-    endpoint = _endpoint(args)
+    endpoint = endpoint_of(args)
     bar = progress_bar(total=len(items), desc=f"Uploading to s3://{args.bucket}", unit="file")
     with ObjectClient(endpoint) as objects, bar:
         answers = objects.put_many(args.bucket, items, workers=args.workers, progress=lambda _a: bar.update(1))
@@ -412,6 +454,14 @@ def _import_coco(args: argparse.Namespace) -> int:
     return _import(args, conversion)
 
 
+def _import_yolo(args: argparse.Namespace) -> int:
+    conversion = converters.yolo_detection(
+        args.directory, bucket=args.bucket, prefix=_import_prefix(args), split=args.split,
+        as_labels=args.as_labels, attribute=args.attribute,
+    )
+    return _import(args, conversion)
+
+
 def _import_prefix(args: argparse.Namespace) -> str:
     prefix = args.prefix if args.prefix is not None else f"{args.project}/{args.dataset}/"
     return converters.normalize_prefix(prefix)
@@ -435,7 +485,7 @@ def _import(args: argparse.Namespace, conversion: converters.Conversion) -> int:
         workers=args.workers,
         timeout=args.timeout,
     )
-    endpoint = _endpoint(args)
+    endpoint = endpoint_of(args)
     with ObjectClient(endpoint) as objects:
         return run_import(rekognition(endpoint), objects, conversion, options)
 

@@ -4,37 +4,47 @@ Checking an image reads its header and its last bytes; a dataset often names
 the same objects again (re-imports, copies, updates), so results are kept in
 the ``images`` collection and reused while the object's size and modification
 time are unchanged.
+
+An image in another account's bucket is never read: its line gets
+ERROR_INVALID_IMAGE, saying so (``customlabels.buckets``).
 """
 from __future__ import annotations
 
 import asyncio
 from typing import Iterable
 
+from customlabels import errors
+from customlabels.buckets import BucketOwners
 from customlabels.images import ImageProblem, inspect_blob
 from customlabels.manifests import ImageCheck
 from customlabels.ports.blobs import BlobStore, ObjectInfo
-from customlabels.ports.documents import Collection, Put, ScopedStore
+from customlabels.ports.documents import Put, ScopedStore
 
-IMAGES = "images"
-COLLECTIONS = (Collection(IMAGES),)
+from services.datasets.records import IMAGES
+
 _NOT_FOUND = "ERROR_INVALID_IMAGE"
 
 
 class ImageChecker:
-    def __init__(self, store: ScopedStore, blobs: BlobStore, concurrency: int = 16):
+    def __init__(self, store: ScopedStore, blobs: BlobStore, buckets: BucketOwners, concurrency: int = 16):
         self.store = store
         self.blobs = blobs
+        self.buckets = buckets
         self._limit = asyncio.Semaphore(concurrency)
 
-    async def check_many(self, refs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], ImageCheck]:
-        """Checks for each (bucket, key), from the cache where it is still valid."""
+    async def check_many(self, refs: Iterable[tuple[str, str]], account: str | None = None) -> dict[tuple[str, str], ImageCheck]:
+        """Checks for each (bucket, key), from the cache where it is still valid; with ``account``,
+        only in the buckets that account may read (the others' images get an error, unread)."""
         refs = list(dict.fromkeys(refs))
+        refused = await self._refused(refs, account) if account else {}
+        checks = {ref: refused[ref[0]] for ref in refs if ref[0] in refused}
+        refs = [ref for ref in refs if ref[0] not in refused]
         cached = await self.store.get_many(IMAGES, [f"{b}/{k}" for b, k in refs])
         infos: dict[tuple[str, str], ObjectInfo] = {}
         for bucket in {b for b, _ in refs}:
             found = await self.blobs.stat_many(bucket, [k for b, k in refs if b == bucket])
             infos.update(((bucket, key), info) for key, info in found.items())
-        checks, misses = {}, []
+        misses = []
         for ref in refs:
             info, doc = infos.get(ref), cached.get("/".join(ref))
             if info is None:
@@ -49,6 +59,16 @@ class ImageChecker:
         if docs:
             await self.store.commit([Put(IMAGES, doc) for doc in docs])
         return checks
+
+    async def _refused(self, refs: list[tuple[str, str]], account: str) -> dict[str, ImageCheck]:
+        """bucket -> the check of each of its images, for the buckets ``account`` may not read."""
+        refused = {}
+        for bucket in {b for b, _ in refs}:
+            try:
+                await self.buckets.check(bucket, account)
+            except errors.ApiError as denied:
+                refused[bucket] = ImageCheck(error_code=_NOT_FOUND, error_message=denied.message)
+        return refused
 
     async def _inspect(self, ref: tuple[str, str], info: ObjectInfo) -> dict:
         """A cache document for an object not checked since it last changed."""

@@ -8,7 +8,9 @@ being killed at any point:
   overwrites itself;
 - the bus redelivers the event after a crash and the job resumes from its
   checkpoint; every start counts as an attempt, and a job that keeps failing
-  ends FAILED with a SERVICE_ERROR instead of staying IN_PROGRESS forever.
+  ends FAILED with a SERVICE_ERROR instead of staying IN_PROGRESS forever. A
+  start cut short by a failure that passes (``messaging.transient``: a peer
+  restarting, a full disk) gives its attempt back: waiting is not failing.
 
 Import runs in two passes over the manifest: the first validates every line
 (so the reference's 20 % rule can fail the import before anything is
@@ -17,32 +19,43 @@ written), the second writes.
 from __future__ import annotations
 
 import logging
-import uuid
+from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from customlabels import clock, manifests
+from customlabels.arns import parse_arn
 from customlabels.events import DatasetDeleted, DatasetImported, DatasetEntriesChanged, DatasetJobRequested, DatasetStatusChanged
 from customlabels.manifests import Entry, ImageCheck, ParsedLine, RejectedLine, parse_line, validate_line
-from customlabels.messaging import UnitOfWork
-from customlabels.ports.documents import Collection, Delete, Eq, Put, VersionConflict
+from customlabels.messaging import UnitOfWork, transient
+from customlabels.ports.blobs import BlobStore
+from customlabels.ports.documents import Delete, Eq, Put, ScopedStore, VersionConflict, retry_on_conflict, stored
 
-from services.datasets.entries import ENTRIES, STATS, LabelStats, entry_doc, line_json, moved_doc, replace_entries
 from services.datasets.image_checks import ImageChecker
-
-if TYPE_CHECKING:
-    from services.datasets.service import DatasetsService
+from services.datasets.records import (
+    DATASETS,
+    ENTRIES,
+    INTERNAL_BUCKET,
+    JOBS,
+    STATS,
+    LabelStats,
+    entry_doc,
+    line_json,
+    moved_doc,
+    replace_entries,
+)
 
 log = logging.getLogger(__name__)
 
-JOBS = "jobs"
-COLLECTIONS = (Collection(JOBS),)
-INTERNAL_BUCKET = "customlabels-internal"
 MAX_JOB_ATTEMPTS = 3
 BATCH = 500
 TEST_SHARE = 0.2
 _MAX_REPORTED_LINES = 20
 KEEP_ENTRIES = 50_000
+
+# ``drain(dataset_arn, stats, uow)``: in a job's last commit, add the uploads that
+# waited for the dataset (counted in ``stats``; None: the dataset is being deleted).
+DrainUploads = Callable[[str, "LabelStats | None", UnitOfWork], Awaitable[None]]
 
 
 class JobFailed(Exception):
@@ -58,9 +71,9 @@ class Superseded(Exception):
     """Another job now owns the dataset (it is being deleted): stop quietly."""
 
 
-def stored(doc: dict[str, Any]) -> dict[str, Any]:
-    """A document to write back: without the version the store manages."""
-    return {k: v for k, v in doc.items() if k != "_version"}
+class JobTakenOver(Exception):
+    """The job document changed under this run: another worker runs the job now.
+    Raised out of the handler, so this delivery fails and the bus decides again."""
 
 
 @dataclass
@@ -104,11 +117,11 @@ async def iter_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, b
 
 
 class Jobs:
-    def __init__(self, service: "DatasetsService"):
-        self.service = service
-        self.store = service.store
-        self.blobs = service.ctx.blobs
-        self.images = ImageChecker(service.store, service.ctx.blobs)
+    def __init__(self, store: ScopedStore, blobs: BlobStore, images: ImageChecker, drain_uploads: DrainUploads):
+        self.store = store
+        self.blobs = blobs
+        self.images = images
+        self.drain_uploads = drain_uploads
 
     # --- entry point -------------------------------------------------------------
     async def run(self, event: DatasetJobRequested, uow: UnitOfWork) -> None:
@@ -128,15 +141,27 @@ class Jobs:
         except Superseded:
             job["phase"] = "superseded"
             await self._save(job)
+        except Exception as exc:
+            if transient(exc):  # a peer restarting, a full disk: the handler waits for it; not a failed attempt
+                await self._give_back_attempt(job["_id"])
+            raise
         else:
             await self._finish(job, uow, message=message)
+
+    async def _give_back_attempt(self, job_id: str) -> None:
+        """Best effort (the disk may still be full): the job as stored, with one attempt fewer."""
+        with suppress(Exception):
+            current = await self.store.get(JOBS, job_id)
+            if current is not None and current.get("attempts"):
+                current["attempts"] -= 1
+                await self._save(current)
 
     async def _save(self, job: dict[str, Any], *more) -> None:
         await self.store.commit([Put(JOBS, stored(job), expected_version=job["_version"]), *more])
         job["_version"] += 1
 
     async def _dataset(self, job: dict[str, Any], arn: str | None = None) -> dict[str, Any]:
-        dataset = await self.store.get("datasets", arn or job["dataset_arn"])
+        dataset = await self.store.get(DATASETS, arn or job["dataset_arn"])
         if dataset is None or dataset.get("job_id") != job["_id"]:
             raise Superseded()
         return dataset
@@ -146,21 +171,24 @@ class Jobs:
 
         Uploads touch a busy dataset's document (see ``uploads``); such a conflict
         is retried with the document read again. A conflict on the job itself
-        means another worker runs it: that one is not retried."""
-        for _ in range(5):
+        means another worker runs it: that one is not retried (JobTakenOver)."""
+
+        async def attempt() -> None:
             datasets = []
             for arn in arns or (job["dataset_arn"],):
                 dataset = await self._dataset(job, arn)  # raises Superseded if the dataset moved on
                 dataset["status_message"] = message
-                datasets.append(Put("datasets", stored(dataset), expected_version=dataset["_version"]))
+                datasets.append(Put(DATASETS, stored(dataset), expected_version=dataset["_version"]))
             try:
                 await self._save(job, *writes, *datasets)
-                return
             except VersionConflict:
                 current = await self.store.get(JOBS, job["_id"])
                 if current is None or current["_version"] != job["_version"]:
-                    raise
-        raise VersionConflict(f"job {job['_id']}: its datasets kept changing; retrying the job")
+                    raise JobTakenOver(f"job {job['_id']} changed under this run") from None
+                raise
+
+        await retry_on_conflict(attempt, exhausted=lambda: JobTakenOver(
+            f"job {job['_id']}: its datasets kept changing; the job runs again"))
 
     async def _finish(self, job: dict[str, Any], uow: UnitOfWork, *, message: str = "", failed: tuple[str, str] | None = None) -> None:
         """Last commit of a job (with the event handler's own): statuses and events."""
@@ -168,12 +196,12 @@ class Jobs:
         uow.add(Put(JOBS, stored(job), expected_version=job["_version"]))
         arns = [job["dataset_arn"], *([job["test_dataset_arn"]] if job.get("test_dataset_arn") else [])]
         for arn in arns:
-            dataset = await self.store.get("datasets", arn)
+            dataset = await self.store.get(DATASETS, arn)
             if dataset is None or dataset.get("job_id") != job["_id"]:
                 continue
             if job["kind"] == "delete" and not failed:
-                await self.service.uploads.drain(arn, None, uow)
-                uow.add(Delete("datasets", arn), Delete(STATS, arn))
+                await self.drain_uploads(arn, None, uow)
+                uow.add(Delete(DATASETS, arn), Delete(STATS, arn))
                 uow.emit(DatasetDeleted(project_arn=dataset["project_arn"], dataset_arn=arn))
                 continue
             verb = job.get("verb", "UPDATE")
@@ -185,7 +213,7 @@ class Jobs:
                 updated_at=clock.now().isoformat(),
                 job_id=None,
             )
-            uow.add(Put("datasets", stored(dataset), expected_version=dataset["_version"]))
+            uow.add(Put(DATASETS, stored(dataset), expected_version=dataset["_version"]))
             uow.emit(
                 DatasetStatusChanged(
                     project_arn=dataset["project_arn"],
@@ -196,7 +224,7 @@ class Jobs:
                 )
             )
             stats = LabelStats.from_doc(arn, await self.store.get(STATS, arn))
-            await self.service.uploads.drain(arn, stats, uow)
+            await self.drain_uploads(arn, stats, uow)
             if not failed:
                 uow.emit(
                     DatasetImported(project_arn=dataset["project_arn"], dataset_arn=arn, job_id=job["_id"],
@@ -211,7 +239,7 @@ class Jobs:
         manifest = job.get("manifest")
         if manifest is None:
             return "The dataset is ready."
-        scan = await self._scan(manifest["bucket"], manifest["key"])
+        scan = await self._scan(manifest["bucket"], manifest["key"], account=parse_arn(job["dataset_arn"]).account)
         if job["phase"] != "write":
             job.update(phase="write", checkpoint=0, written=0, invalid=scan.invalid, total=scan.total)
             await self._save(job)
@@ -247,7 +275,8 @@ class Jobs:
                 raise JobFailed("ERROR_MANIFEST_ROWS_EXCEEDS_MAXIMUM", f"The manifest has more than {manifests.MAX_LINES} lines.")
             yield number, line
 
-    async def _scan(self, bucket: str, key: str) -> Scan:
+    async def _scan(self, bucket: str, key: str, *, account: str) -> Scan:
+        """The manifest's lines checked, each image read only from a bucket of ``account`` (the dataset's)."""
         scan, batch = Scan(), []
         async for number, raw in self._lines(bucket, key):
             scan.total += 1
@@ -258,9 +287,9 @@ class Jobs:
                 continue
             batch.append(parsed)
             if len(batch) >= BATCH:
-                await self._scan_batch(scan, batch)
+                await self._scan_batch(scan, batch, account)
                 batch = []
-        await self._scan_batch(scan, batch)
+        await self._scan_batch(scan, batch, account)
         if scan.total == 0:
             raise JobFailed("ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT", "The manifest is empty.")
         if manifests.too_many_invalid(scan.invalid, scan.total):
@@ -272,10 +301,10 @@ class Jobs:
             raise JobFailed("ERROR_MANIFEST_TOO_MANY_LABELS", f"The manifest has {len(scan.labels)} labels; the limit is {manifests.MAX_LABELS}.")
         return scan
 
-    async def _scan_batch(self, scan: Scan, batch: list[ParsedLine]) -> None:
+    async def _scan_batch(self, scan: Scan, batch: list[ParsedLine], account: str) -> None:
         if not batch:
             return
-        scan.checks.update(await self.images.check_many((p.bucket, p.key) for p in batch))
+        scan.checks.update(await self.images.check_many(((p.bucket, p.key) for p in batch), account=account))
         for parsed in batch:
             entry = validate_line(parsed, scan.checks[(parsed.bucket, parsed.key)])
             scan.last_line[parsed.source_ref] = parsed.line_number
@@ -390,9 +419,3 @@ def _summary(scan: Scan) -> str:
         text += f"; {scan.invalid} lines are invalid (" + "; ".join(scan.line_errors[:5]) + ")"
     return text + "."
 
-
-def new_job(kind: str, dataset_arn: str, verb: str, **fields: Any) -> dict[str, Any]:
-    """A job document; ``verb`` (CREATE or UPDATE) names the statuses it sets."""
-    first_phase = {"import": "snapshot" if fields.get("copy_from") else "validate", "distribute": "plan", "delete": "delete"}[kind]
-    return {"_id": uuid.uuid4().hex, "kind": kind, "verb": verb, "dataset_arn": dataset_arn, "phase": first_phase,
-            "attempts": 0, "created_at": clock.now().isoformat(), **fields}

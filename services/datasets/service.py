@@ -10,36 +10,46 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from customlabels import clock, errors
-from customlabels.events import DatasetCreated, DatasetJobRequested, DatasetStatusChanged, Event, ImageUploaded, ProjectDeleted
+from customlabels.events import (
+    DatasetCreated, DatasetJobRequested, DatasetStatusChanged, Event, FeedbackAccepted, ImageUploaded, ProjectDeleted,
+)
+from customlabels.lookups import describe_project
 from customlabels.messaging import EventHandler, UnitOfWork
 from customlabels.ports.blobs import BlobStoreError, InvalidKey
-from customlabels.ports.documents import AnyOf, Collection, Contains, DuplicateKey, Eq, Index, Insert, Put, VersionConflict
+from customlabels.ports.documents import AnyOf, Contains, DuplicateKey, Eq, Insert, Put, retry_on_conflict, stored
 from customlabels.ports.operations import Operations
 from customlabels.service import Service
 
-from services.datasets import entries, image_checks, jobs, uploads
-from services.datasets.entries import ENTRIES, STATS, LabelStats
-from services.datasets.jobs import INTERNAL_BUCKET, Jobs, new_job, stored
+from services.datasets.feedback_entries import FeedbackEntries
+from services.datasets.image_checks import ImageChecker
+from services.datasets.jobs import Jobs
+from services.datasets.records import (
+    BUSY,
+    COLLECTIONS,
+    DATASETS,
+    ENTRIES,
+    INTERNAL_BUCKET,
+    JOBS,
+    STATS,
+    LabelStats,
+    dataset_description,
+    line_json,
+    new_dataset,
+    new_job,
+)
 from services.datasets.uploads import Uploads
-
-DATASETS = "datasets"
-BUSY = ("CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "DELETE_IN_PROGRESS")
 
 
 class DatasetsService(Service):
     name = "datasets"
-    collections = (
-        Collection(DATASETS, (Index(("project_arn", "dataset_type"), unique=True),)),
-        *entries.COLLECTIONS,
-        *jobs.COLLECTIONS,
-        *image_checks.COLLECTIONS,
-        *uploads.COLLECTIONS,
-    )
+    collections = COLLECTIONS
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self.jobs = Jobs(self)
-        self.uploads = Uploads(self)
+        images = ImageChecker(self.store, ctx.blobs, ctx.buckets)
+        self.uploads = Uploads(self.store, ctx.router, images, ctx.buckets)
+        self.feedback_entries = FeedbackEntries(self.store, ctx.blobs, images)
+        self.jobs = Jobs(self.store, ctx.blobs, images, drain_uploads=self.uploads.drain)
 
     async def start(self) -> None:
         await self.ctx.blobs.ensure_bucket(INTERNAL_BUCKET)
@@ -61,6 +71,7 @@ class DatasetsService(Service):
             DatasetJobRequested: self.jobs.run,
             ProjectDeleted: self.on_project_deleted,
             ImageUploaded: self.uploads.on_image_uploaded,
+            FeedbackAccepted: self.feedback_entries.on_feedback_accepted,
         }
 
     # --- lookups ----------------------------------------------------------------
@@ -71,17 +82,11 @@ class DatasetsService(Service):
         return doc
 
     async def _project(self, arn: str) -> dict[str, Any]:
-        """The project, asked of the projects service (its owner)."""
-        parsed = self.ctx.arns.parse(arn)
-        if parsed is None or parsed.kind != "project":
-            raise errors.ResourceNotFound(f"project {arn} does not exist")
-        answer = await self.ctx.router.call("DescribeProjects", {"ProjectNames": [parsed.project_name]})
-        for project in answer["ProjectDescriptions"]:
-            if project["ProjectArn"] == arn:
-                if project["Status"] != "CREATED":
-                    raise errors.ResourceInUse(f"project {arn} is {project['Status']}")
-                return project
-        raise errors.ResourceNotFound(f"project {arn} does not exist")
+        """The project, asked of the projects service (its owner); ResourceInUse unless it is CREATED."""
+        project = await describe_project(self.ctx.router, arn)
+        if project["Status"] != "CREATED":
+            raise errors.ResourceInUse(f"project {arn} is {project['Status']}")
+        return project
 
     def _mark_busy(self, uow: UnitOfWork, dataset: dict[str, Any], job_id: str, status: str, message: str) -> None:
         dataset.update(status=status, status_message=message, status_message_code=None, job_id=job_id,
@@ -90,11 +95,8 @@ class DatasetsService(Service):
         uow.emit(DatasetStatusChanged(project_arn=dataset["project_arn"], dataset_arn=dataset["_id"], status=status, status_message=message))
 
     def _request(self, uow: UnitOfWork, project_arn: str, job: dict[str, Any]) -> None:
-        uow.add(Insert(jobs.JOBS, job))
+        uow.add(Insert(JOBS, job))
         uow.emit(DatasetJobRequested(project_arn=project_arn, dataset_arn=job["dataset_arn"], job_id=job["_id"]))
-
-    async def _commit_busy(self, uow: UnitOfWork, arn: str) -> None:
-        await uow.commit()  # VersionConflict: the dataset changed meanwhile; see _retrying
 
     @staticmethod
     def _retrying(operation):
@@ -102,12 +104,8 @@ class DatasetsService(Service):
         between read and commit (an upload touched it), a few times."""
 
         async def run(req: dict[str, Any]) -> dict[str, Any]:
-            for _ in range(5):
-                try:
-                    return await operation(req)
-                except VersionConflict:
-                    continue
-            raise errors.ResourceInUse("the dataset kept changing while this request ran; retry")
+            return await retry_on_conflict(lambda: operation(req), exhausted=lambda: errors.ResourceInUse(
+                "the dataset kept changing while this request ran; retry"))
 
         return run
 
@@ -117,7 +115,7 @@ class DatasetsService(Service):
         dataset_type = req["DatasetType"]
         parsed = self.ctx.arns.parse(project["ProjectArn"])
         created = clock.now()
-        arn = self.ctx.arns.dataset(parsed.project_name, dataset_type, int(created.timestamp() * 1000))
+        arn = parsed.arns.dataset(parsed.project_name, dataset_type, int(created.timestamp() * 1000))
         source = req.get("DatasetSource") or {}
         job_fields: dict[str, Any] = {}
         manifest_key = f"jobs/{arn.rsplit(':', 1)[-1].replace('/', '-')}.manifest"
@@ -125,6 +123,7 @@ class DatasetsService(Service):
             raise errors.InvalidParameter("DatasetSource takes GroundTruthManifest or DatasetArn, not both")
         if source.get("GroundTruthManifest"):
             s3 = source["GroundTruthManifest"]["S3Object"]
+            await self.ctx.buckets.check(s3["Bucket"], parsed.account, refuse=errors.InvalidS3Object)
             await self._snapshot_manifest(s3, manifest_key)
             job_fields["manifest"] = {"bucket": INTERNAL_BUCKET, "key": manifest_key}
         elif source.get("DatasetArn"):
@@ -133,16 +132,7 @@ class DatasetsService(Service):
                 raise errors.ResourceNotReady(f"dataset {origin['_id']} is {origin['status']}; copy it once it is complete")
             job_fields.update(copy_from=origin["_id"], manifest={"bucket": INTERNAL_BUCKET, "key": manifest_key})
         job = new_job("import", arn, "CREATE", **job_fields)
-        dataset = {
-            "_id": arn,
-            "project_arn": project["ProjectArn"],
-            "dataset_type": dataset_type,
-            "created_at": created.isoformat(),
-            "updated_at": created.isoformat(),
-            "status": "CREATE_IN_PROGRESS",
-            "status_message": "Creating the dataset.",
-            "job_id": job["_id"],
-        }
+        dataset = new_dataset(arn, project["ProjectArn"], dataset_type, created, job["_id"])
         uow = self.uow()
         uow.add(Insert(DATASETS, dataset))
         uow.emit(DatasetCreated(project_arn=dataset["project_arn"], dataset_arn=arn, dataset_type=dataset_type,
@@ -166,16 +156,7 @@ class DatasetsService(Service):
     async def describe_dataset(self, req: dict[str, Any]) -> dict[str, Any]:
         dataset = await self.dataset(req["DatasetArn"])
         stats = LabelStats.from_doc(dataset["_id"], await self.store.get(STATS, dataset["_id"]))
-        return {
-            "DatasetDescription": {
-                "CreationTimestamp": clock.parse(dataset["created_at"]),
-                "LastUpdatedTimestamp": clock.parse(dataset["updated_at"]),
-                "Status": dataset["status"],
-                "StatusMessage": dataset.get("status_message"),
-                "StatusMessageCode": dataset.get("status_message_code"),
-                "DatasetStats": stats.describe(),
-            }
-        }
+        return {"DatasetDescription": dataset_description(dataset, stats)}
 
     async def delete_dataset(self, req: dict[str, Any]) -> dict[str, Any]:
         dataset = await self.dataset(req["DatasetArn"])
@@ -183,7 +164,7 @@ class DatasetsService(Service):
             raise errors.ResourceInUse(f"dataset {dataset['_id']} is {dataset['status']}; delete it when that finishes")
         uow = self.uow()
         self._delete_in(uow, dataset, "Deleting the dataset.")
-        await self._commit_busy(uow, dataset["_id"])
+        await uow.commit()  # VersionConflict: the dataset changed meanwhile; see _retrying
         return {}
 
     async def update_dataset_entries(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -196,7 +177,7 @@ class DatasetsService(Service):
         uow = self.uow()
         self._mark_busy(uow, dataset, job["_id"], "UPDATE_IN_PROGRESS", "Updating the dataset entries.")
         self._request(uow, dataset["project_arn"], job)
-        await self._commit_busy(uow, dataset["_id"])
+        await uow.commit()  # VersionConflict: the dataset changed meanwhile; see _retrying
         return {}
 
     async def list_dataset_entries(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -217,7 +198,7 @@ class DatasetsService(Service):
         page = await self.store.find(ENTRIES, where, order_by=("key",), limit=req.get("MaxResults", 100),
                                      after=self.ctx.tokens.decode(req.get("NextToken"), scope))
         return {
-            "DatasetEntries": [entries.line_json(doc["line"]) for doc in page.items],
+            "DatasetEntries": [line_json(doc["line"]) for doc in page.items],
             "NextToken": self.ctx.tokens.encode(page.next_cursor, scope),
         }
 
@@ -256,7 +237,7 @@ class DatasetsService(Service):
         self._mark_busy(uow, train, job["_id"], "UPDATE_IN_PROGRESS", "Distributing entries to the test dataset.")
         self._mark_busy(uow, test, job["_id"], "UPDATE_IN_PROGRESS", "Receiving entries from the training dataset.")
         self._request(uow, train["project_arn"], job)
-        await self._commit_busy(uow, train["_id"])
+        await uow.commit()  # VersionConflict: the dataset changed meanwhile; see _retrying
         return {}
 
     # --- events -------------------------------------------------------------------------

@@ -24,7 +24,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from customlabels import clock
+from customlabels.arns import parse_arn
 from customlabels.events import (
     EvaluationCompleted,
     EvaluationFailed,
@@ -32,10 +35,12 @@ from customlabels.events import (
     ObjectLocation,
     TrainingFinished,
 )
+from customlabels.images import ImageProblem
 from customlabels.manifests import stored_line_targets
 from customlabels.manifests.targets import is_localization
 from customlabels.messaging import EventHandler, UnitOfWork
-from customlabels.ml.artifact import CARD_NAME, ONNX_NAME, ServedModel
+from customlabels.ml.runtime.artifact import CARD_NAME, ONNX_NAME
+from customlabels.ml.runtime.served import ServedModel
 from customlabels.ml.evaluation import (
     Box,
     evaluate_classification,
@@ -44,7 +49,7 @@ from customlabels.ml.evaluation import (
     summary_file,
     summary_file_name,
 )
-from customlabels.ports.blobs import get_many
+from customlabels.ports.blobs import get_many, split_s3_uri
 from customlabels.ports.documents import Collection, Put
 from customlabels.service import Service
 
@@ -76,7 +81,8 @@ class EvaluationService(Service):
         uow.add(Put(EVALUATIONS, {"_id": event.version_arn, **result}, ))
         uow.emit(EvaluationCompleted(**ids, f1_score=result["f1_score"], thresholds=result["thresholds"],
                                      summary=ObjectLocation(**result["summary"]),
-                                     snapshot=ObjectLocation(**result["snapshot"])))
+                                     snapshot=ObjectLocation(**result["snapshot"]),
+                                     calibration_error=result.get("calibration_error")))
 
     async def evaluate(self, event: TrainingFinished) -> dict[str, Any]:
         blobs = self.ctx.blobs
@@ -93,6 +99,11 @@ class EvaluationService(Service):
                 raise EvaluationError("none of the test images could be read: add test images, or check that "
                                       "the test dataset's images are still in their bucket")
             predictions = await asyncio.to_thread(_predict, model, [c.pop("image") for c in cases])
+            decoded = [(c, p) for c, p in zip(cases, predictions) if p is not None]
+            if not decoded:
+                raise EvaluationError("none of the test images could be decoded: they are damaged; replace them "
+                                      "with complete PNG or JPEG files")
+            cases, predictions = [c for c, _ in decoded], [p for _, p in decoded]
         card = model.card
         if card.task == "detection":
             evaluation = evaluate_detection(
@@ -109,7 +120,7 @@ class EvaluationService(Service):
                                                  multi_label=card.task == "multilabel")
             sizes = None
         now = clock.now()
-        project_name = event.project_arn.split("/")[1]
+        project_name = parse_arn(event.project_arn).project_name
         prefix = event.output.key
         summary = summary_file(evaluation, project_version_arn=event.version_arn, evaluation_end=now,
                                number_of_training_images=event.number_of_training_images)
@@ -123,6 +134,7 @@ class EvaluationService(Service):
         return {
             "f1_score": round(float(evaluation.f1_score), 6),
             "thresholds": {label: float(m.threshold) for label, m in evaluation.metrics.items()},
+            "calibration_error": None if card.task == "detection" else evaluation.calibration_error,
             "summary": {"bucket": event.output.bucket, "key": summary_key},
             "snapshot": {"bucket": event.output.bucket, "key": snapshot_key},
             "testing_images": len(cases),
@@ -138,7 +150,7 @@ def _test_case(line: dict, card) -> dict | None:
     entry = stored_line_targets(line)
     if entry is None:
         return None
-    bucket, _, key = entry.source_ref[len("s3://"):].partition("/")
+    bucket, key = split_s3_uri(entry.source_ref)
     known = set(card.labels)
     if card.task == "detection":
         if not is_localization(entry) or entry.image_size is None:
@@ -157,9 +169,19 @@ def _pixel_box(prediction, size) -> Box:
                score=prediction.score)
 
 
-def _predict(model: ServedModel, images: list[bytes]):
-    out = []
+def _predict(model: ServedModel, images: list[bytes]) -> list[list | None]:
+    """Each image's predictions; None for one that cannot be decoded (its header passed the import's
+    checks, its pixels are damaged), which training skipped too."""
+    out: list[list | None] = []
     for start in range(0, len(images), BATCH):
-        out.extend(model.predict(images[start:start + BATCH]))
+        inputs = []
+        for data in images[start:start + BATCH]:
+            try:
+                inputs.append(model.preprocess([data]))
+            except ImageProblem:
+                inputs.append(None)
+        decoded = [array for array in inputs if array is not None]
+        found = iter(model.predictions_from_array(np.concatenate(decoded)) if decoded else [])
+        out.extend(None if array is None else next(found) for array in inputs)
     return out
 

@@ -1,44 +1,52 @@
-"""The gateway: the single front door, in the reference's wire protocol.
+"""The gateway: the single front door, in each API's own wire protocol.
 
-- ``POST /``: AWS JSON 1.1. Verifies SigV4, validates the request against
-  botocore's model for the ``X-Amz-Target`` operation, calls the service that
-  owns it, serializes the answer by the model.
-- ``PUT|GET /objects/<bucket>/<key>``: the blob store's S3-style face, signed
-  with service name ``s3``, so users can upload images and manifests and read
-  evaluation files. It is to the blob store what MinIO is in distributed mode;
-  it owns no state of its own.
-- ``GET /healthz``, ``GET /readyz``: liveness and readiness; ``GET /metrics``:
-  Prometheus metrics (unauthenticated, like the probes).
+- The APIs of the operation table (``customlabels.wire.table``): ``POST /``
+  for the AWS JSON 1.1 ones (Rekognition, SageMaker flow definitions, the
+  review API; picked by ``X-Amz-Target``) and the REST-JSON routes of the A2I
+  runtime (``/human-loops...``). Each request is verified with SigV4 under
+  its API's signing name (``rekognition``, ``sagemaker``, ...) and handed to
+  the router, which answers it through the one request path
+  (``customlabels.wire.dispatch``: validate, call the owner, serialize,
+  errors in the API's form), in process or at the owner over HTTP.
+- ``/objects/...``: the blob store as S3's REST API, for stock S3 clients
+  (``services.gateway.objects``: PUT, GET, HEAD, DELETE, multipart uploads,
+  ListObjectsV2, presigned GET), signed with service name ``s3``; it is to the
+  blob store what MinIO is in distributed mode and owns no state of its own.
+  Its answers and errors are S3's (XML, ``x-amz-request-id``).
+- ``GET /healthz``, ``GET /readyz``: liveness and readiness, unauthenticated;
+  ``GET /metrics``: Prometheus metrics, signed like any request (SigV4 with
+  the API's keys, signing name ``metrics``): this port may be public.
 
-A PUT into a watched bucket (``CUSTOMLABELS_WATCHED_BUCKETS``) publishes
-``ImageUploaded``, as MinIO's bucket notifications do in distributed mode.
+Every answer carries ``x-amzn-RequestId``; every error is in its API's form
+(``{"__type", "message"}`` for JSON 1.1, plus ``x-amzn-ErrorType`` for
+REST-JSON, S3's XML on ``/objects``); 500 means a bug (logged with the request id).
 
-Every answer carries ``x-amzn-RequestId``; every error is
-``{"__type", "message"}``; 500 means a bug (logged with the request id).
+To add routes (the console's sub-application, say), build the app with
+``Gateway(...).app()`` or ``gateway_app(...)`` and add to it before it starts.
 """
 from __future__ import annotations
 
 import hashlib
-import mimetypes
 from datetime import datetime, timezone
 
 from aiohttp import web
 
 from customlabels import errors
+from customlabels.arns import Arns
+from customlabels.buckets import BucketOwners
 from customlabels.config import Settings
-from customlabels.events import ImageUploaded
-from customlabels.ml.artifact import MODELS_BUCKET
-from customlabels.ports.blobs import BlobStore, InvalidKey, NoSuchBucket, NoSuchKey, Rejected, check_bucket, check_key
+from customlabels.ml.runtime.artifact import MODELS_BUCKET
+from customlabels.ports.blobs import BlobStore
 from customlabels.ports.events import EventBus
 from customlabels.ports.operations import OperationRouter
-
-from customlabels.wire import model as wire
 from customlabels.service_http import add_probes
-from customlabels.wire.http import JSON_CONTENT_TYPE, request_ids
+from customlabels.wire.dispatch import Caller, acting_as
+from customlabels.wire.http import add_api_routes, request_ids
+from services.gateway.objects import ObjectRoutes
 from services.gateway.sigv4 import verify_request
 
 
-RESERVED_BUCKET_PREFIX = "customlabels-internal"
+METRICS_SIGNING_NAME = "metrics"  # the service name in a /metrics request's SigV4 scope
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
@@ -46,20 +54,19 @@ class Gateway:
     def __init__(self, settings: Settings, router: OperationRouter, blobs: BlobStore, bus: EventBus):
         self.settings = settings
         self.router = router
-        self.blobs = blobs
-        self.bus = bus
-        self.model = wire.load_api_model()
+        self.buckets = BucketOwners(blobs, settings.account_id)
+        self.objects = ObjectRoutes(settings, blobs, self.buckets, bus, may_read=self._may_read,
+                                    verify=lambda request, payload: self._verify(request, payload, "s3"))
 
     def app(self) -> web.Application:
-        # The JSON API's own limit is checked per request; object routes stream.
+        # The APIs' own limit is checked per request; object routes stream.
         app = web.Application(middlewares=[request_ids], client_max_size=self.settings.max_json_body)
-        app.router.add_post("/", self.api)
-        app.router.add_put("/objects/{bucket}/{key:.+}", self.put_object)
-        app.router.add_get("/objects/{bucket}/{key:.+}", self.get_object)
-        add_probes(app)
+        add_api_routes(app, self.router, max_body=self.settings.max_json_body, authenticate=self._authenticate_api)
+        self.objects.add_to(app)
+        add_probes(app, authenticate_metrics=lambda request: self._verify(request, _EMPTY_SHA256, METRICS_SIGNING_NAME))
         return app
 
-    def _verify(self, request: web.Request, body_sha256: str, service: str) -> str:
+    def _verify(self, request: web.Request, body_sha256: str, service: str | frozenset[str]) -> str:
         return verify_request(
             method=request.method,
             path=request.raw_path.split("?", 1)[0],
@@ -73,88 +80,30 @@ class Gateway:
             max_skew_seconds=self.settings.max_clock_skew_seconds,
         )
 
-    # --- AWS JSON 1.1 -----------------------------------------------------------------
-    async def api(self, request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > self.settings.max_json_body:
-            raise errors.RequestEntityTooLarge(
-                f"the request body is {request.content_length} bytes; the limit is {self.settings.max_json_body}"
-            )
-        body = await self._read_limited(request)
-        self._verify(request, hashlib.sha256(body).hexdigest(), "rekognition")
-        operation = self.model.resolve_target(request.headers.get("X-Amz-Target", ""))
-        params = self.model.parse_request(operation, body)
-        if not self.router.owns(operation):
-            raise errors.UnsupportedOperation(
-                f"{operation} is a Custom Labels operation that this customlabels server does not serve yet"
-            )
-        result = await self.router.call(operation, params)
-        return web.Response(body=self.model.serialize_response(operation, result), content_type=JSON_CONTENT_TYPE)
+    def _authenticate_api(self, request: web.Request, body_sha256: str, signing_names: frozenset[str]) -> Caller:
+        key = self._verify(request, body_sha256, signing_names)
+        return Caller(key, self.settings.account_of(key))
 
-    async def _read_limited(self, request: web.Request) -> bytes:
-        limit = self.settings.max_json_body
-        body = bytearray()
-        async for chunk in request.content.iter_any():
-            body += chunk
-            if len(body) > limit:
-                raise errors.RequestEntityTooLarge(f"the request body is larger than the {limit}-byte limit")
-        return bytes(body)
-
-    # --- objects ------------------------------------------------------------------------------
-    def _object_address(self, request: web.Request) -> tuple[str, str]:
-        bucket, key = request.match_info["bucket"], request.match_info["key"]
-        try:
-            check_bucket(bucket)
-            check_key(key)
-        except InvalidKey as e:
-            raise errors.InvalidObjectKey(str(e)) from None
-        if bucket.startswith(RESERVED_BUCKET_PREFIX):
-            raise errors.AccessDenied(f"bucket {bucket} is reserved for customlabels itself")
-        return bucket, key
-
-    async def put_object(self, request: web.Request) -> web.Response:
-        bucket, key = self._object_address(request)
-        if bucket == MODELS_BUCKET:  # what hosting serves is written by training alone
-            raise errors.AccessDenied(f"bucket {bucket} is read-only: models get there by training or copying")
-        limit = self.settings.max_object_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise errors.EntityTooLarge(f"the object is {request.content_length} bytes; the limit is {limit}")
-        if "Authorization" not in request.headers:
-            self._verify(request, _EMPTY_SHA256, "s3")  # raises MissingAuthenticationToken before reading
-
-        def accept(sha256: str) -> bool:
-            self._verify(request, sha256, "s3")
-            return True
-
-        await self.blobs.ensure_bucket(bucket)
-        try:
-            info = await self.blobs.put_stream(bucket, key, request.content.iter_chunked(1 << 20), max_bytes=limit, accept=accept)
-        except Rejected as e:
-            raise errors.EntityTooLarge(str(e)) from None
-        except InvalidKey as e:
-            raise errors.InvalidObjectKey(str(e)) from None
-        if bucket in self.settings.watched_buckets:
-            # Published after the object is stored; if this fails the client gets a
-            # 500 and retries the (idempotent) PUT, so the event is not lost.
-            await self.bus.publish([ImageUploaded(bucket=bucket, object_key=key, size=info.size).to_message()])
-        return web.json_response({"Bucket": bucket, "Key": key, "Size": info.size, "Sha256": info.sha256})
-
-    async def get_object(self, request: web.Request) -> web.StreamResponse:
-        bucket, key = self._object_address(request)
-        self._verify(request, _EMPTY_SHA256, "s3")
-        try:
-            info = await self.blobs.stat(bucket, key)
-        except NoSuchBucket:
-            raise errors.NoSuchBucket(f"bucket {bucket} does not exist") from None
-        except NoSuchKey:
-            raise errors.NoSuchKey(f"object s3://{bucket}/{key} does not exist") from None
-        response = web.StreamResponse(headers={"x-amzn-RequestId": request["request_id"]})
-        response.content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
-        response.content_length = info.size
-        await response.prepare(request)
-        async for chunk in self.blobs.stream(bucket, key):
-            await response.write(chunk)
-        await response.write_eof()
-        return response
+    async def _may_read(self, caller: Caller, bucket: str, key: str) -> None:
+        """AccessDenied for another account's bucket, or a model file of another account's version
+        (``<project>/<version>/<ms>/<file>`` in the models bucket: asked of the version's owner as the caller)."""
+        await self.buckets.check(bucket, caller.account)
+        if bucket != MODELS_BUCKET:
+            return
+        parts = key.split("/")
+        if len(parts) == 4 and parts[2].isdigit():
+            wanted = Arns(self.settings.region, caller.account).version(parts[0], parts[1], int(parts[2]))
+            try:
+                with acting_as(caller):
+                    found = await self.router.call("DescribeProjects", {"ProjectNames": [parts[0]]})
+                    for project in found["ProjectDescriptions"]:
+                        versions = await self.router.call("DescribeProjectVersions", {
+                            "ProjectArn": project["ProjectArn"], "VersionNames": [parts[1]]})
+                        if any(v["ProjectVersionArn"] == wanted for v in versions["ProjectVersionDescriptions"]):
+                            return
+            except (errors.InvalidParameter, errors.ResourceNotFound):
+                pass  # no such project or version name: not this account's
+        raise errors.AccessDenied(f"s3://{bucket}/{key} is not a model of account {caller.account}")
 
 
 def gateway_app(settings: Settings, router: OperationRouter, blobs: BlobStore, bus: EventBus) -> web.Application:

@@ -21,22 +21,47 @@ Decisions: a request without ``X-Amz-Date`` or ``Date`` fails with AWS's
 IncompleteSignature wording as an ``InvalidSignatureException``; a request
 with ``X-Amz-Security-Token`` is refused (``UnrecognizedClientException``)
 since this server issues no session tokens and must not appear to honour one;
-presigned (query-string) requests are refused; a payload sent unsigned
-(``UNSIGNED-PAYLOAD``, aws-chunked streaming) fails the payload-hash check.
-A request dated too far in the past says "Signature expired", too far in the
-future "Signature not yet current", in AWS's words.
+presigned (query-string) requests are refused by ``verify_request``; a payload
+sent unsigned (``UNSIGNED-PAYLOAD``, aws-chunked streaming) fails the
+payload-hash check unless the caller passes that literal as the body's hash
+(the object routes do, and then check the body themselves: the chunk
+signatures of S3's ``STREAMING-AWS4-HMAC-SHA256-PAYLOAD`` with
+``chunk_signatures``). A request dated too far in the past says "Signature
+expired", too far in the future "Signature not yet current", in AWS's words.
+
+Presigned URLs (``verify_presigned_request``, for reading objects: GET and
+HEAD) are S3's two query-string forms:
+
+* SigV4 (``X-Amz-Algorithm``, ``-Credential``, ``-Date``, ``-Expires``,
+  ``-SignedHeaders``, ``-Signature``): the canonical request of the path as
+  received, the query without ``X-Amz-Signature``, the signed headers, and
+  ``UNSIGNED-PAYLOAD``; valid from ``X-Amz-Date`` (less the clock skew) for
+  ``X-Amz-Expires`` seconds, at most 7 days (604800), as S3 allows. What
+  ``boto3.client("s3", config=Config(signature_version="s3v4"))`` presigns.
+* S3's query form of Signature Version 2 (``AWSAccessKeyId``, ``Signature``,
+  ``Expires``): HMAC-SHA1 over the method, Content-MD5, Content-Type, the
+  expiry, the ``x-amz-*`` headers and the resource ``/<bucket>/<key>`` with
+  its sub-resources (``response-content-type``...). It is what a stock boto3
+  S3 client presigns (botocore picks it for ``generate_presigned_url`` unless
+  told ``s3v4``), and it signs the resource without the endpoint's path: the
+  mount the object routes live under (``/objects``) is not part of it. Valid
+  until ``Expires`` (epoch seconds), which may lie at most 7 days ahead.
+
+An expired URL is ``AccessDenied`` ("Request has expired", S3's words); a
+changed one (path, query, signature) an ``InvalidSignatureException``.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
-from botocore.auth import SIGV4_TIMESTAMP, S3SigV4Auth, SigV4Auth
+from botocore.auth import SIGV4_TIMESTAMP, UNSIGNED_PAYLOAD, HmacV1QueryAuth, S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
@@ -50,6 +75,14 @@ SIGNATURE_MISMATCH = (
     "Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
 )
 INVALID_TOKEN = "The security token included in the request is invalid."
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+MAX_PRESIGNED_SECONDS = 7 * 24 * 3600  # S3's limit on a presigned URL's life
+EXPIRED = "Request has expired"
+PRESIGNED_METHODS = ("GET", "HEAD")
+_V4_QUERY = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders",
+             "X-Amz-Signature")
+_V2_QUERY = ("AWSAccessKeyId", "Signature", "Expires")
 
 _SIGNATURE = re.compile(r"[0-9a-f]{64}")
 _HEADER_NAME = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
@@ -79,7 +112,7 @@ def verify_request(
     body_sha256: str,
     credentials: Mapping[str, str],
     region: str,
-    service: str,
+    service: str | Collection[str],
     now: datetime,
     max_skew_seconds: int = 900,
 ) -> str:
@@ -91,7 +124,11 @@ def verify_request(
     ``request.query_string`` is already partly decoded, and decoding twice
     turns a literal ``%41`` into ``A``); ``headers`` may be any mapping, repeated names included
     (an aiohttp ``CIMultiDict``); ``body_sha256`` is the hex SHA-256 of the body
-    the server read; ``credentials`` maps access keys to secret keys.
+    the server read (lowercase, as hashlib writes it), or the payload literal the
+    signature covers instead (``UNSIGNED-PAYLOAD``, ``STREAMING-...``) when the
+    caller checks the body otherwise; ``credentials`` maps access keys to secret keys;
+    ``service`` is the signing name the scope must name, or the names it may
+    name (``POST /`` serves several JSON APIs).
     """
     received = _lowercase_headers(headers)
     authorization = _only(received, "authorization")
@@ -111,12 +148,162 @@ def verify_request(
         raise errors.UnrecognizedClient(INVALID_TOKEN)
     _check_content_sha256(received, body_sha256)
     expected = _expected_signature(
-        auth, secret, amz_date, method=method, path=path, query_string=query_string,
-        received=received, body_sha256=body_sha256,
+        auth, secret, amz_date, method=method, path=path, query_pairs=_query_pairs(query_string),
+        received=received, payload_hash=body_sha256,
     )
     if not _SIGNATURE.fullmatch(auth.signature) or not hmac.compare_digest(expected, auth.signature):
         raise errors.InvalidSignature(SIGNATURE_MISMATCH)
     return auth.access_key
+
+
+def verify_presigned_request(
+    *,
+    method: str,
+    path: str,
+    query_string: str,
+    headers: Mapping[str, str],
+    credentials: Mapping[str, str],
+    region: str,
+    now: datetime,
+    mount: str = "",
+    max_skew_seconds: int = 900,
+) -> str:
+    """Check a presigned S3 request (SigV4 or SigV2 query string, GET or HEAD); return its access key
+    or raise an ApiError (403). ``path``, ``query_string`` and ``headers`` as for ``verify_request``;
+    ``mount``: the prefix of ``path`` the object routes are served under (``/objects``), which the
+    SigV2 resource ``/<bucket>/<key>`` leaves out."""
+    if method.upper() not in PRESIGNED_METHODS:
+        raise errors.InvalidSignature(f"A presigned URL reads an object (GET or HEAD); {method[:10]} must be signed "
+                                      "with an Authorization header.")
+    received = _lowercase_headers(headers)
+    if "authorization" in received:
+        raise errors.InvalidSignature("Only one auth mechanism allowed: the query string's signature or the "
+                                      "Authorization header, not both.")
+    pairs = _query_pairs(query_string)
+    names = {name for name, _ in pairs}
+    if "x-amz-security-token" in {name.lower() for name in names}:
+        raise errors.UnrecognizedClient(INVALID_TOKEN)
+    now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    if names & {"X-Amz-Algorithm", "X-Amz-Signature"}:
+        return _verify_presigned_v4(method, path, pairs, received, credentials, region, now, max_skew_seconds)
+    if names & {"AWSAccessKeyId", "Signature"}:
+        return _verify_presigned_v2(method, path, query_string, pairs, received, credentials, now, mount)
+    raise errors.MissingAuthenticationToken("Missing Authentication Token")
+
+
+@dataclass(frozen=True)
+class ChunkSignatures:
+    """The chain the signatures of an aws-chunked body follow (S3's ``STREAMING-AWS4-HMAC-SHA256-PAYLOAD``
+    and ``...-TRAILER``): each chunk's signature signs the SHA-256 of its data and the signature before it,
+    starting from the request's own (``seed``); the trailer's signs its canonical lines the same way."""
+
+    signing_key: bytes
+    amz_date: str
+    scope: str  # <date>/<region>/<service>/aws4_request
+    seed: str
+
+    def chunk(self, previous: str, data_sha256: str) -> str:
+        return self._sign("AWS4-HMAC-SHA256-PAYLOAD", previous, f"{_EMPTY_SHA256}\n{data_sha256}")
+
+    def trailer(self, previous: str, trailer_sha256: str) -> str:
+        return self._sign("AWS4-HMAC-SHA256-TRAILER", previous, trailer_sha256)
+
+    def _sign(self, algorithm: str, previous: str, tail: str) -> str:
+        text = f"{algorithm}\n{self.amz_date}\n{self.scope}\n{previous}\n{tail}"
+        return hmac.new(self.signing_key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def chunk_signatures(headers: Mapping[str, str], credentials: Mapping[str, str]) -> ChunkSignatures:
+    """The chain of a request ``verify_request`` has accepted (its scope, date, key and signature)."""
+    received = _lowercase_headers(headers)
+    auth = _parse_authorization(_only(received, "authorization") or "")
+    amz_date, _ = _request_time(received)
+    key = ("AWS4" + credentials[auth.access_key]).encode()
+    for part in (auth.date, auth.region, auth.service, TERMINATOR):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return ChunkSignatures(key, amz_date, f"{auth.date}/{auth.region}/{auth.service}/{TERMINATOR}", auth.signature)
+
+
+def _verify_presigned_v4(method: str, path: str, pairs: list[tuple[str, str]], received: dict[str, list[str]],
+                         credentials: Mapping[str, str], region: str, now: datetime, max_skew_seconds: int) -> str:
+    params = {name: _single_param(pairs, name) for name in _V4_QUERY}
+    if params["X-Amz-Algorithm"] != ALGORITHM:
+        raise errors.InvalidSignature(f"X-Amz-Algorithm must be {ALGORITHM}, not {params['X-Amz-Algorithm'][:40]!r}.")
+    amz_date = params["X-Amz-Date"]
+    signed_at = _amz_date(amz_date)
+    expires = params["X-Amz-Expires"]
+    if not expires.isdigit() or not 1 <= int(expires) <= MAX_PRESIGNED_SECONDS:
+        raise errors.InvalidSignature(
+            f"X-Amz-Expires must be a number of seconds from 1 to {MAX_PRESIGNED_SECONDS} (7 days), not {expires[:20]!r}.")
+    auth = _Authorization(*_parse_credential(params["X-Amz-Credential"]),
+                          signed_headers=_parse_signed_headers(params["X-Amz-SignedHeaders"]),
+                          signature=params["X-Amz-Signature"])
+    _check_scope(auth, amz_date, region=region, service="s3")
+    if "host" not in auth.signed_headers:
+        raise errors.InvalidSignature("'host' must be a signed header.")
+    absent = sorted(name for name in auth.signed_headers if name not in received)
+    if absent:
+        raise errors.InvalidSignature(f"Signed header(s) missing from the request: {', '.join(absent)}.")
+    if signed_at > now + timedelta(seconds=max_skew_seconds):
+        raise errors.InvalidSignature(f"Request is not yet valid: it was signed for {amz_date}.")
+    if now > signed_at + timedelta(seconds=int(expires)):
+        raise errors.AccessDenied(EXPIRED)
+    secret = credentials.get(auth.access_key)
+    if secret is None:
+        raise errors.UnrecognizedClient(INVALID_TOKEN)
+    expected = _expected_signature(
+        auth, secret, amz_date, method=method, path=path,
+        query_pairs=[(name, value) for name, value in pairs if name != "X-Amz-Signature"],
+        received=received, payload_hash=UNSIGNED_PAYLOAD,
+    )
+    if not _SIGNATURE.fullmatch(auth.signature) or not hmac.compare_digest(expected, auth.signature):
+        raise errors.InvalidSignature(SIGNATURE_MISMATCH)
+    return auth.access_key
+
+
+class _ReceivedRequestV2Query(HmacV1QueryAuth):
+    """botocore's SigV2 query signer, dated with the URL's own expiry instead of now + a lifetime."""
+
+    def __init__(self, credentials: Credentials, expires: str):
+        super().__init__(credentials)
+        self._expires_at = expires
+
+    def _get_date(self) -> str:
+        return self._expires_at
+
+
+def _verify_presigned_v2(method: str, path: str, query_string: str, pairs: list[tuple[str, str]],
+                         received: dict[str, list[str]], credentials: Mapping[str, str], now: datetime,
+                         mount: str) -> str:
+    access_key, signature, expires = (_single_param(pairs, name) for name in _V2_QUERY)
+    if not expires.isdigit():
+        raise errors.InvalidSignature(f"Expires must be a time in epoch seconds, not {expires[:20]!r}.")
+    if now.timestamp() > int(expires):
+        raise errors.AccessDenied(EXPIRED)
+    if int(expires) > now.timestamp() + MAX_PRESIGNED_SECONDS:
+        raise errors.InvalidSignature(f"Expires must lie at most {MAX_PRESIGNED_SECONDS} seconds (7 days) ahead.")
+    secret = credentials.get(access_key)
+    if secret is None:
+        raise errors.UnrecognizedClient(INVALID_TOKEN)
+    resource = path[len(mount):] if mount and path.startswith(mount + "/") else path
+    signed = HTTPHeaders()
+    for name, values in received.items():
+        if name in ("content-md5", "content-type") or name.startswith("x-amz-"):
+            for value in values:
+                signed[name] = value
+    signer = _ReceivedRequestV2Query(Credentials(access_key, secret), expires)
+    expected = signer.get_signature(method.upper(), urlsplit("http://server/?" + query_string), signed,
+                                    auth_path=quote(unquote(resource), safe="/~"))
+    if not hmac.compare_digest(expected.encode(), signature.encode()):
+        raise errors.InvalidSignature(SIGNATURE_MISMATCH)
+    return access_key
+
+
+def _single_param(pairs: list[tuple[str, str]], name: str) -> str:
+    values = [value for key, value in pairs if key == name]
+    if len(values) != 1:
+        raise errors.InvalidSignature(f"A presigned URL needs exactly one {name} query parameter.")
+    return values[0]
 
 
 # --------------------------------------------------------------------------- parsing
@@ -182,17 +369,21 @@ def _parse_signed_headers(value: str) -> tuple[str, ...]:
     return names
 
 
+def _amz_date(amz_date: str) -> datetime:
+    """An X-Amz-Date (``YYYYMMDD'T'HHMMSS'Z'``) as a datetime; InvalidSignature for anything else."""
+    if not _AMZ_DATE.fullmatch(amz_date):
+        raise errors.InvalidSignature("X-Amz-Date must be in the ISO8601 basic format YYYYMMDD'T'HHMMSS'Z'.")
+    try:
+        return datetime.strptime(amz_date, SIGV4_TIMESTAMP).replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise errors.InvalidSignature(f"X-Amz-Date {amz_date!r} is not a valid date.") from None
+
+
 def _request_time(received: dict[str, list[str]]) -> tuple[str, datetime]:
     """The request's time as SigV4 writes it (from X-Amz-Date, else Date) and as a datetime."""
     amz_date = _only(received, "x-amz-date")
     if amz_date is not None:
-        if not _AMZ_DATE.fullmatch(amz_date):
-            raise errors.InvalidSignature("X-Amz-Date must be in the ISO8601 basic format YYYYMMDD'T'HHMMSS'Z'.")
-        try:
-            parsed = datetime.strptime(amz_date, SIGV4_TIMESTAMP).replace(tzinfo=timezone.utc)
-        except ValueError:
-            raise errors.InvalidSignature(f"X-Amz-Date {amz_date!r} is not a valid date.") from None
-        return amz_date, parsed
+        return amz_date, _amz_date(amz_date)
     date = _only(received, "date")
     if date is None:
         raise errors.InvalidSignature(
@@ -209,14 +400,16 @@ def _request_time(received: dict[str, list[str]]) -> tuple[str, datetime]:
 # --------------------------------------------------------------------------- checks
 
 
-def _check_scope(auth: _Authorization, amz_date: str, *, region: str, service: str) -> None:
+def _check_scope(auth: _Authorization, amz_date: str, *, region: str, service: str | Collection[str]) -> None:
     if auth.terminator != TERMINATOR:
         raise errors.InvalidSignature(
             f"Credential should be scoped with a valid terminator: '{TERMINATOR}', not '{auth.terminator[:40]}'."
         )
-    if auth.service != service:
+    services = (service,) if isinstance(service, str) else tuple(sorted(service))
+    if auth.service not in services:
+        expected = " or ".join(f"'{name}'" for name in services)
         raise errors.InvalidSignature(
-            f"Credential should be scoped to correct service: '{service}', not '{auth.service[:40]}'."
+            f"Credential should be scoped to correct service: {expected}, not '{auth.service[:40]}'."
         )
     if auth.region != region:
         raise errors.InvalidSignature(
@@ -296,13 +489,13 @@ class _ReceivedRequestS3SigV4(_ReceivedRequestSigV4, S3SigV4Auth):
 
 
 def _expected_signature(auth: _Authorization, secret: str, amz_date: str, *, method: str, path: str,
-                        query_string: str, received: dict[str, list[str]], body_sha256: str) -> str:
+                        query_pairs: list[tuple[str, str]], received: dict[str, list[str]], payload_hash: str) -> str:
     signer_class = _ReceivedRequestS3SigV4 if auth.service == "s3" else _ReceivedRequestSigV4
     signer = signer_class(
         Credentials(auth.access_key, secret), auth.service, auth.region,
         signed_headers=_signed_header_map(auth.signed_headers, received),
-        payload_hash=body_sha256.lower(),
-        query_pairs=_query_pairs(query_string),
+        payload_hash=payload_hash,
+        query_pairs=query_pairs,
     )
     # Only the path of this URL is read (the host comes from the signed headers).
     request = AWSRequest(method=method.upper(), url=f"http://server{path if path.startswith('/') else '/' + path}")

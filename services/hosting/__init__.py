@@ -1,7 +1,7 @@
 """Running models: inference units, DetectCustomLabels.
 
 ``HostingService`` is imported on first use, so that an inference unit
-(``python -m services.hosting.unit``) starts without loading the service's
+(``python -m services.hosting.unit_server``) starts without loading the service's
 own dependencies.
 """
 from __future__ import annotations

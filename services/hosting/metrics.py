@@ -65,3 +65,11 @@ def forget(version: str) -> None:
             gauge.remove(version)
         except KeyError:
             pass
+
+
+CAPTURES = Counter(
+    "customlabels_captures_total",
+    "DetectCustomLabels answers that met a bound flow definition's conditions: captured (PredictionCaptured "
+    "committed), repeated (an image this flow already took), dropped (the capture queue was full), failed",
+    ["outcome"],
+)

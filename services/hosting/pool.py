@@ -47,7 +47,7 @@ from typing import Any
 from customlabels import errors
 
 from services.hosting import metrics
-from services.hosting.units import UnitDied, UnitProcess
+from services.hosting.unit_client import UnitDied, UnitProcess
 
 log = logging.getLogger("customlabels.hosting")
 
@@ -231,7 +231,8 @@ class ModelPool:
             self.replacing -= 1
 
     # --- requests -----------------------------------------------------------------------
-    async def detect(self, image: bytes, min_confidence: float | None, max_results: int | None) -> dict[str, Any]:
+    async def detect(self, image: bytes, min_confidence: float | None, max_results: int | None,
+                     capture: bool = False) -> dict[str, Any]:
         if self.stopping or not self.accepting:
             raise NotServing("the model is not running")
         if self.outstanding >= self.capacity():
@@ -246,7 +247,7 @@ class ModelPool:
             for attempt in range(ATTEMPTS):
                 unit = await self._pick()
                 try:
-                    answer = await unit.detect(image, min_confidence, max_results)
+                    answer = await unit.detect(image, min_confidence, max_results, capture)
                 except UnitDied:
                     metrics.RETRIES.labels(**self._labels).inc()
                     continue

@@ -35,6 +35,11 @@ PNG and JPEG before it reaches a unit, and answers with the labels the unit
 chose: above each label's assumed threshold when MinConfidence is omitted,
 above MinConfidence otherwise (0 returns every label), best first, at most
 MaxResults, with ``Geometry.BoundingBox`` ratios for detection models only.
+
+Each project also has a stable ARN (``aliases``): DetectCustomLabels on it
+answers with the project's live version, which promotion moves. Answers of
+a version bound to a flow definition are offered to ``capture``, which opens
+human loops (PredictionCaptured) without slowing or failing the call.
 """
 from __future__ import annotations
 
@@ -51,25 +56,28 @@ from typing import Any
 from collections.abc import Mapping
 
 from customlabels import clock, errors
-from customlabels.events import Event, VersionCompleted, VersionDeleted, VersionStatusChanged
+from customlabels.arns import account_of
+from customlabels.events import AliasSwitchRequested, Event, VersionCompleted, VersionDeleted, VersionStatusChanged
 from customlabels.images import IMAGE_MAX_BYTES
 from customlabels.messaging import EventHandler, UnitOfWork
-from customlabels.ml.artifact import CARD_NAME, ONNX_NAME
+from customlabels.ml.runtime.artifact import CARD_NAME, ONNX_NAME
 from customlabels.ports.blobs import InvalidKey, NoSuchBucket, NoSuchKey
-from customlabels.ports.documents import Collection, Delete, Eq, Index, Insert, Put, VersionConflict
+from customlabels.ports.documents import Collection, Delete, Eq, Index, Insert, Put, VersionConflict, retry_on_conflict, stored
 from customlabels.ports.operations import Operations
 from customlabels.service import Service
+from customlabels.tags import SCALE_TO_ZERO_AFTER_SECONDS as SCALE_TO_ZERO_TAG
 
 from services.hosting import metrics
+from services.hosting.aliases import COLLECTION as ALIASES_COLLECTION, Aliases
+from services.hosting.capture import Capture, custom_labels
 from services.hosting.pool import ModelPool, NotServing, Scaling, event
 from services.hosting.protocol import CALIBRATION_FILE
-from services.hosting.units import UnitError
+from services.hosting.unit_client import UnitError
 
 log = logging.getLogger("customlabels.hosting")
 
 VERSIONS = "versions"
 RECONCILE_SECONDS = 1.0
-SCALE_TO_ZERO_TAG = "customlabels:scale-to-zero-after-seconds"
 IMAGE_BYTES_LIMIT = 4 * 1024 * 1024  # the reference's documented limit for Image.Bytes
 S3_IMAGE_LIMIT = IMAGE_MAX_BYTES  # 15 MB, as for dataset images
 _JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
@@ -108,13 +116,9 @@ class HostingConfig:
                 "max_wait_ms": self.unit_max_wait_ms, "spinning": self.unit_spinning}
 
 
-def stored(doc: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in doc.items() if k != "_version"}
-
-
 class HostingService(Service):
     name = "hosting"
-    collections = (Collection(VERSIONS, (Index(("desired",)), Index(("status",)))),)
+    collections = (Collection(VERSIONS, (Index(("desired",)), Index(("status",)))), ALIASES_COLLECTION)
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
@@ -125,6 +129,8 @@ class HostingService(Service):
         self._bringing_up: dict[str, asyncio.Task] = {}
         self._wake: asyncio.Event | None = None
         self._reconciler: asyncio.Task | None = None
+        self.aliases = Aliases(self.store, ctx.arns, VERSIONS)
+        self.capture = Capture(ctx.router, ctx.blobs, self._emit)
 
     def operations(self) -> Operations:
         return {
@@ -134,10 +140,12 @@ class HostingService(Service):
         }
 
     def handlers(self) -> Mapping[type[Event], EventHandler]:
-        return {VersionCompleted: self.on_version_completed, VersionDeleted: self.on_version_deleted}
+        return {VersionCompleted: self.on_version_completed, VersionDeleted: self.on_version_deleted,
+                AliasSwitchRequested: self.aliases.on_switch_requested}
 
     async def start(self) -> None:
         await super().start()
+        await self.capture.start()
         self._wake = asyncio.Event()
         self._reconciler = asyncio.create_task(self._reconcile_loop(), name="hosting-reconcile")
 
@@ -151,10 +159,16 @@ class HostingService(Service):
         await asyncio.gather(*(pool.stop(grace=5.0) for pool in self.pools.values()),
                              *self._stopping.values(), return_exceptions=True)
         self.pools.clear()
+        await self.capture.stop()
         await super().stop()
 
     # --- lookups ---------------------------------------------------------------------------
     async def _version(self, arn: str, *, for_detect: bool = False) -> dict[str, Any]:
+        parsed = self.ctx.arns.parse(arn)
+        if parsed is not None and parsed.stable:
+            raise errors.InvalidParameter(
+                f"{arn} is project {parsed.project_name}'s stable ARN, not a version: start or stop the version it "
+                "points at (DescribeProjectVersions with VersionNames ['live'] shows it)")
         doc = await self.store.get(VERSIONS, arn)
         if doc is None:
             await self._explain_unknown(arn, for_detect)
@@ -236,6 +250,12 @@ class HostingService(Service):
         await self._commit_status(doc)
         return {"Status": "STOPPING"}
 
+    async def _emit(self, event: Event) -> None:
+        """Commit one event through the outbox (capture's writer)."""
+        uow = self.uow()
+        uow.emit(event)
+        await uow.commit()
+
     async def _commit_status(self, doc: dict[str, Any]) -> None:
         uow = self.uow()
         uow.add(Put(VERSIONS, stored(doc), expected_version=doc["_version"]))
@@ -247,17 +267,32 @@ class HostingService(Service):
         self._poke()
 
     async def detect_custom_labels(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Answer with the version named, or, for a project's stable ARN, with the version it points at
+        (re-read once if that one stopped meanwhile: a promotion switched it)."""
+        requested = req["ProjectVersionArn"]
+        arn = await self.aliases.resolve(requested) or requested
+        try:
+            return await self._detect(arn, req)
+        except errors.ResourceNotReady:
+            if arn == requested:
+                raise
+            now = await self.aliases.resolve(requested, fresh=True)
+            if now == arn:
+                raise
+            return await self._detect(now, req)
+
+    async def _detect(self, arn: str, req: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
-        arn = req["ProjectVersionArn"]
         request_id = uuid.uuid4().hex[:16]
         outcome = "ok"
         try:
             pool = self.pools.get(arn)
             if pool is None or not pool.accepting:
                 pool = await self._pool_for_request(arn)
-            image = await self._image(req.get("Image") or {})
+            image = await self._image(req.get("Image") or {}, account_of(arn) or self.ctx.settings.account_id)
+            capture = self.capture.bound(arn)
             try:
-                answer = await pool.detect(image, req.get("MinConfidence"), req.get("MaxResults"))
+                answer = await pool.detect(image, req.get("MinConfidence"), req.get("MaxResults"), capture)
             except NotServing:
                 raise errors.ResourceNotReady(f"model version {arn} is stopping") from None
             except UnitError as refused:
@@ -274,14 +309,9 @@ class HostingService(Service):
                 log.log(logging.DEBUG if outcome == "ok" else logging.INFO,
                         event("detect", request_id=request_id, version=arn, outcome=outcome,
                               ms=round(seconds * 1000, 2)))
-        labels = []
-        for name, confidence, box in answer["labels"]:
-            label: dict[str, Any] = {"Name": name, "Confidence": confidence}
-            if box is not None:
-                left, top, width, height = box
-                label["Geometry"] = {"BoundingBox": {"Width": width, "Height": height, "Left": left, "Top": top}}
-            labels.append(label)
-        return {"CustomLabels": labels}
+        if "capture" in answer:
+            self.capture.offer(arn, {k: v for k, v in req.items() if k != "Image"}, image, answer["capture"])
+        return {"CustomLabels": custom_labels(answer["labels"])}
 
     async def _pool_for_request(self, arn: str) -> ModelPool:
         """The pool for a version this replica does not serve at this moment: ResourceNotReady unless it
@@ -301,7 +331,8 @@ class HostingService(Service):
             f"model version {arn} is {status}, not RUNNING: start it with StartProjectVersion and wait "
             "for RUNNING (the project_version_running waiter)")
 
-    async def _image(self, image: dict[str, Any]) -> bytes:
+    async def _image(self, image: dict[str, Any], account: str) -> bytes:
+        """The image's bytes: given, or read from a bucket of ``account`` (the version's)."""
         data, s3 = image.get("Bytes"), image.get("S3Object")
         if (data is None) == (s3 is None):
             raise errors.InvalidParameter("give the image as exactly one of Image.Bytes and Image.S3Object")
@@ -315,6 +346,7 @@ class HostingService(Service):
             name = f"s3://{bucket}/{key}"
             if not bucket or not key:
                 raise errors.InvalidParameter("Image.S3Object needs Bucket and Name")
+            await self.ctx.buckets.check(bucket, account, refuse=errors.InvalidS3Object)
             try:
                 info = await self.ctx.blobs.stat(bucket, key)
                 if info.size > S3_IMAGE_LIMIT:
@@ -398,6 +430,7 @@ class HostingService(Service):
         arn = doc["_id"]
         if arn in self.pools:
             return
+        self.capture.watch(arn, doc["project_arn"])  # its flow binding, read while the units start
         scaling = Scaling(
             min_units=doc["min_units"],
             max_units=doc.get("max_units") or doc["min_units"],
@@ -447,6 +480,7 @@ class HostingService(Service):
         pool = self.pools.pop(arn, None)
         if pool is None:
             return
+        self.capture.forget(arn)
         bring_up = self._bringing_up.get(arn)
         if bring_up is not None:
             bring_up.cancel()
@@ -462,8 +496,10 @@ class HostingService(Service):
 
     async def _advance(self, arn: str, generation: int | None, expected: str | None, status: str, message: str,
                        **changes: Any) -> None:
-        """Move the version from ``expected`` to ``status``, if it is still there (first replica wins)."""
-        for _ in range(5):
+        """Move the version from ``expected`` to ``status``, if it is still there (first replica wins;
+        a later reconcile pass tries again if the document kept changing)."""
+
+        async def attempt() -> None:
             doc = await self.store.get(VERSIONS, arn)
             if doc is None or doc.get("generation") != generation or doc.get("status") != expected:
                 return
@@ -471,12 +507,12 @@ class HostingService(Service):
             uow = self.uow()
             uow.add(Put(VERSIONS, stored(doc), expected_version=doc["_version"]))
             uow.emit(_status_event(doc))
-            try:
-                await uow.commit()
-            except VersionConflict:
-                continue
+            if status == "RUNNING":
+                await self.aliases.follow_running(doc, uow)
+            await uow.commit()
             log.info(event("status", version=arn, status=status, message=message))
-            return
+
+        await retry_on_conflict(attempt)
 
     async def _fetch_model(self, model: dict[str, str], folder: Path) -> None:
         """The artifact in this replica's local cache (units load it from there)."""

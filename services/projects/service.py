@@ -21,29 +21,58 @@ from customlabels.events import (
     VersionDeleted,
 )
 from customlabels.messaging import EventHandler, UnitOfWork
-from customlabels.ports.documents import Collection, Delete, DuplicateKey, Eq, Index, Insert, Put
+from customlabels.ports.documents import Delete, DuplicateKey, Eq, Insert, Put
 from customlabels.ports.operations import Operations
 from customlabels.service import Service
+from customlabels.wire.dispatch import current_account
 
-from services.projects import access
-
-PROJECTS = "projects"
+from services.projects.policies import Policies
+from services.projects.records import (
+    COLLECTIONS,
+    LEGACY_PROJECTS,
+    POLICIES,
+    PROJECTS,
+    TAGS,
+    legacy_moved,
+    new_project,
+    project_description,
+    tag_writes,
+    untag_all_writes,
+)
+from services.projects.tags import Tags
 
 
 class ProjectsService(Service):
     name = "projects"
-    collections = (
-        Collection(PROJECTS, (Index(("name",), unique=True), Index(("created_ms",)))),
-        *access.COLLECTIONS,
-    )
+    collections = COLLECTIONS
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.tags = Tags(self.store)
+        self.policies = Policies(self.store, ctx.tokens, find_project=self.project)
 
     def operations(self) -> Operations:
         return {
             "CreateProject": self.create_project,
             "DescribeProjects": self.describe_projects,
             "DeleteProject": self.delete_project,
-            **access.Access(self).operations(),
+            **self.tags.operations(),
+            **self.policies.operations(),
         }
+
+    async def start(self) -> None:
+        await super().start()
+        await self._move_legacy_projects()
+
+    async def _move_legacy_projects(self) -> None:
+        """Projects stored before accounts existed move to the per-account collection, one commit
+        each (a crash halfway leaves each either moved or not; a second move is a no-op)."""
+        while page := (await self.store.find(LEGACY_PROJECTS, limit=100)).items:
+            for project in page:
+                writes = [Delete(LEGACY_PROJECTS, project["_id"])]
+                if await self.store.get(PROJECTS, project["_id"]) is None:
+                    writes.insert(0, Insert(PROJECTS, legacy_moved(project)))
+                await self.store.commit(writes)
 
     def handlers(self) -> Mapping[type[Event], EventHandler]:
         return {
@@ -64,10 +93,11 @@ class ProjectsService(Service):
 
     async def _removal(self, project: dict[str, Any]) -> list:
         """Writes that remove a project with its policies and tags."""
-        return [
-            Delete(PROJECTS, project["_id"], expected_version=project["_version"]),
-            *await access.Access(self).removal_writes(project["_id"]),
-        ]
+        writes: list = [Delete(PROJECTS, project["_id"], expected_version=project["_version"])]
+        for collection in (POLICIES, TAGS):
+            page = await self.store.find(collection, [Eq("project_arn", project["_id"])], limit=1000)
+            writes += [Delete(collection, doc["_id"]) for doc in page.items]
+        return writes
 
     # --- operations ----------------------------------------------------------
     async def create_project(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -75,20 +105,10 @@ class ProjectsService(Service):
         if req.get("Feature", "CUSTOM_LABELS") != "CUSTOM_LABELS":
             raise errors.InvalidParameter("customlabels serves CUSTOM_LABELS projects only; omit Feature")
         created = clock.now()
-        created_ms = int(created.timestamp() * 1000)
-        arn = self.ctx.arns.project(name, created_ms)
-        project = {
-            "_id": arn,
-            "name": name,
-            "created_at": created.isoformat(),
-            "created_ms": created_ms,
-            "status": "CREATED",
-            "auto_update": req.get("AutoUpdate"),
-            "datasets": {},  # read model: TRAIN/TEST -> {arn, status, ...}
-            "versions": [],  # read model: version ARNs
-        }
+        arn = self.ctx.arns.project(name, int(created.timestamp() * 1000))
+        project = new_project(arn, name, created, req.get("AutoUpdate"))
         uow = self.uow()
-        uow.add(Insert(PROJECTS, project), *access.tag_writes(arn, arn, req.get("Tags") or {}))
+        uow.add(Insert(PROJECTS, project), *tag_writes(arn, arn, req.get("Tags") or {}))
         uow.emit(ProjectCreated(project_arn=arn, project_name=name))
         try:
             await uow.commit()
@@ -101,33 +121,43 @@ class ProjectsService(Service):
         features = req.get("Features")
         if features and "CUSTOM_LABELS" not in features:
             return {"ProjectDescriptions": []}
-        scope = ["DescribeProjects", sorted(names or [])]
+        # The caller's account: nobody sees another account's projects. A service's own work (no
+        # caller) looks projects up by name across accounts, and picks the one by its ARN.
+        account = current_account()
+        in_account = [Eq("account", account)] if account else []
+        scope = ["DescribeProjects", account, sorted(names or [])]
         if names:
-            # At most 10 names: look each up on the unique name index.
+            # At most 10 names: look each up on the unique (account, name) index.
             found = []
             for name in sorted(set(names)):
-                page = await self.store.find(PROJECTS, [Eq("name", name)], limit=1)
+                page = await self.store.find(PROJECTS, [*in_account, Eq("name", name)], limit=100)
                 found.extend(page.items)
             found.sort(key=lambda p: p["created_ms"], reverse=True)
-            return {"ProjectDescriptions": [_description(p) for p in found]}
+            return {"ProjectDescriptions": [project_description(p) for p in found]}
         page = await self.store.find(
             PROJECTS,
+            in_account,
             order_by=("created_ms",),
             descending=True,
             limit=req.get("MaxResults", 100),
             after=self.ctx.tokens.decode(req.get("NextToken"), scope),
         )
         return {
-            "ProjectDescriptions": [_description(p) for p in page.items],
+            "ProjectDescriptions": [project_description(p) for p in page.items],
             "NextToken": self.ctx.tokens.encode(page.next_cursor, scope),
         }
 
     async def delete_project(self, req: dict[str, Any]) -> dict[str, Any]:
         project = await self.project(req["ProjectArn"])
-        if project["versions"]:
+        versions = len(project["versions"])
+        if not versions:
+            # The read model learns of a new version from an event: ask its owner, so a
+            # version created a moment ago is not left behind without its project.
+            found = await self.ctx.router.call("DescribeProjectVersions", {"ProjectArn": project["_id"], "MaxResults": 1})
+            versions = len(found["ProjectVersionDescriptions"])
+        if versions:
             raise errors.ResourceInUse(
-                f"project {project['_id']} still has {len(project['versions'])} model version(s): "
-                "delete them with DeleteProjectVersion first"
+                f"project {project['_id']} still has model versions: delete them with DeleteProjectVersion first"
             )
         uow = self.uow()
         if project["status"] != "DELETING":
@@ -160,7 +190,7 @@ class ProjectsService(Service):
                 "status": event.status,
             }
 
-        uow.add(*access.tag_writes(event.dataset_arn, event.project_arn, event.tags))
+        uow.add(*tag_writes(event.dataset_arn, event.project_arn, event.tags))
         await self._update_project(event, uow, change)
 
     async def on_dataset_status_changed(self, event: DatasetStatusChanged, uow: UnitOfWork) -> None:
@@ -179,7 +209,7 @@ class ProjectsService(Service):
         def change(project):
             project["datasets"] = {t: d for t, d in project["datasets"].items() if d["arn"] != event.dataset_arn}
 
-        uow.add(*access.untag_all_writes(event.dataset_arn))
+        uow.add(*untag_all_writes(event.dataset_arn))
         await self._update_project(event, uow, change)
 
     async def on_version_created(self, event: VersionCreated, uow: UnitOfWork) -> None:
@@ -187,33 +217,13 @@ class ProjectsService(Service):
             if event.version_arn not in project["versions"]:
                 project["versions"].append(event.version_arn)
 
-        uow.add(*access.tag_writes(event.version_arn, event.project_arn, event.tags))
+        uow.add(*tag_writes(event.version_arn, event.project_arn, event.tags))
         await self._update_project(event, uow, change)
 
     async def on_version_deleted(self, event: VersionDeleted, uow: UnitOfWork) -> None:
         def change(project):
             project["versions"] = [v for v in project["versions"] if v != event.version_arn]
 
-        uow.add(*access.untag_all_writes(event.version_arn))
+        uow.add(*untag_all_writes(event.version_arn))
         await self._update_project(event, uow, change)
 
-
-def _description(project: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "ProjectArn": project["_id"],
-        "CreationTimestamp": clock.parse(project["created_at"]),
-        "Status": project["status"],
-        "Datasets": [
-            {
-                "CreationTimestamp": clock.parse(d["created_at"]),
-                "DatasetType": dataset_type,
-                "DatasetArn": d["arn"],
-                "Status": d["status"],
-                "StatusMessage": d.get("status_message"),
-                "StatusMessageCode": d.get("status_message_code"),
-            }
-            for dataset_type, d in sorted(project["datasets"].items(), reverse=True)
-        ],
-        "Feature": "CUSTOM_LABELS",
-        "AutoUpdate": project.get("auto_update"),
-    }

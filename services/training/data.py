@@ -31,6 +31,12 @@ Rules (the reference's where it has them; ours, documented, where it is silent):
   label, with a seed so a retry splits the same way.
 * More than 20 % invalid lines in a split fails it
   (ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST), as an import does.
+* **Unlabeled images** (a training line with no label attribute at all: what
+  uploads and event producers add) are *ignored* in the summary, as the
+  reference counts them, but a classifier learns from them too
+  (``TrainingData.unlabeled``: up to ``MAX_UNLABELED`` of them, a seeded
+  sample beyond that). They come from the TRAIN dataset only, so they never
+  reach the test set or the evaluation; a detector does not use them.
 """
 from __future__ import annotations
 
@@ -42,6 +48,8 @@ import numpy as np
 from customlabels.manifests import MAX_LABELS, codes, line_codes, problem, stored_line_targets
 from customlabels.manifests.targets import declared_labels, is_localization
 from customlabels.manifests.lines import SOURCE_REF
+from customlabels.ml.runtime.onnx_file import DETECTION
+from customlabels.ports.blobs import split_s3_uri
 from customlabels.ml.evaluation import (
     IGNORED,
     IMAGE_LEVEL_LABELS,
@@ -55,7 +63,7 @@ from customlabels.ml.evaluation import (
 
 TEST_FRACTION = 0.2
 MIN_LABEL_OVERLAP = 0.5
-DETECTION = "detection"
+MAX_UNLABELED = 1000  # unlabeled training images a classifier gets (fetched and decoded within its budget)
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,7 @@ class Split:
     lines: list[dict]  # as stored (validation report embedded)
     results: list[LineResult] = field(default_factory=list)
     examples: list[Example] = field(default_factory=list)
+    unlabeled: list[Example] = field(default_factory=list)  # lines with no label attribute (no labels, no boxes)
 
     def validation_lines(self, use_case: str) -> list[dict]:
         """The lines with every problem embedded, our own warnings included (the validation manifest)."""
@@ -94,10 +103,21 @@ class TrainingData:
     training: Split
     testing: Split
     auto_split: bool
+    seed: int = 0
 
     @property
     def use_case(self) -> str:
         return OBJECT_LOCALIZATION if self.task == DETECTION else IMAGE_LEVEL_LABELS
+
+    @property
+    def unlabeled(self) -> list[Example]:
+        """The training split's unlabeled images a classifier learns from (none for a detector): at most
+        ``MAX_UNLABELED``, a sample seeded like the split. Never a testing line."""
+        pool = self.training.unlabeled if self.task != DETECTION else []
+        if len(pool) <= MAX_UNLABELED:
+            return list(pool)
+        chosen = np.random.default_rng(self.seed).choice(len(pool), MAX_UNLABELED, replace=False)
+        return [pool[i] for i in sorted(chosen)]
 
     def summary(self) -> dict:
         return manifest_summary(self.training.results, self.testing.results, use_case=self.use_case)
@@ -118,7 +138,7 @@ def prepare(training_lines: Sequence[dict], testing_lines: Sequence[dict] | None
     training = Split(list(training_lines))
     entries = [stored_line_targets(line, n) for n, line in enumerate(training.lines, 1)]
     task = _choose_task(entries)
-    training.results, training.examples = _classify_lines(training.lines, entries, task, known=None)
+    training.results, training.examples, training.unlabeled = _classify_lines(training.lines, entries, task, known=None)
     if task != DETECTION and any(len(e.image_labels) > 1 for e in training.examples):
         task = "multilabel"
     labels = sorted({label for e in training.examples for label in _example_labels(e, task)})
@@ -126,11 +146,11 @@ def prepare(training_lines: Sequence[dict], testing_lines: Sequence[dict] | None
 
     if testing_lines is None:
         training, testing = _split_off(training, labels, task, seed)
-        return TrainingData(task, labels, training, testing, auto_split=True)
+        return TrainingData(task, labels, training, testing, auto_split=True, seed=seed)
     testing = Split(list(testing_lines))
     test_entries = [stored_line_targets(line, n) for n, line in enumerate(testing.lines, 1)]
-    testing.results, testing.examples = _classify_lines(testing.lines, test_entries, task, known=set(labels))
-    data = TrainingData(task, labels, training, testing, auto_split=False)
+    testing.results, testing.examples, _ = _classify_lines(testing.lines, test_entries, task, known=set(labels))
+    data = TrainingData(task, labels, training, testing, auto_split=False, seed=seed)
     _check_testing(data, test_entries)
     return data
 
@@ -142,9 +162,10 @@ def _choose_task(entries) -> str:
     return DETECTION if detection and detection >= classification else "multiclass"
 
 
-def _classify_lines(lines, entries, task: str, known: set[str] | None) -> tuple[list[LineResult], list[Example]]:
-    """Per line its result and, for usable ones, the example (labels outside ``known`` dropped)."""
-    results, examples = [], []
+def _classify_lines(lines, entries, task: str, known: set[str] | None
+                    ) -> tuple[list[LineResult], list[Example], list[Example]]:
+    """Per line its result; the usable lines' examples (labels outside ``known`` dropped); the unlabeled lines'."""
+    results, examples, unlabeled = [], [], []
     for index, (line, entry) in enumerate(zip(lines, entries)):
         number = index + 1
         if entry is None:
@@ -155,9 +176,11 @@ def _classify_lines(lines, entries, task: str, known: set[str] | None) -> tuple[
             result = line_result(number, line, entry.labels, entry.task)
             if result.status == VALID:  # usable, but for the other kind of model
                 result = LineResult(number, IGNORED, (*result.codes, codes.WARNING_IGNORED_FOR_USE_CASE))
+            elif not entry.labeled:  # no label attribute at all: an image nobody has labeled yet
+                unlabeled.append(Example(index, *split_s3_uri(line[SOURCE_REF]), (), (), None))
             results.append(result)
             continue
-        bucket, _, key = line[SOURCE_REF][len("s3://"):].partition("/")
+        bucket, key = split_s3_uri(line[SOURCE_REF])
         boxes = entry.boxes if task == DETECTION else ()
         image_labels = entry.image_labels if task != DETECTION else ()
         if known is not None:
@@ -166,7 +189,7 @@ def _classify_lines(lines, entries, task: str, known: set[str] | None) -> tuple[
         # A detection negative (checked, nothing found) is a valid training image too.
         results.append(LineResult(number, VALID, tuple(line_codes(line)), entry.task))
         examples.append(Example(index, bucket, key, image_labels, boxes, entry.image_size))
-    return results, examples
+    return results, examples, unlabeled
 
 
 def _example_labels(example: Example, task: str) -> set[str]:
@@ -175,7 +198,7 @@ def _example_labels(example: Example, task: str) -> set[str]:
 
 def _split_off(training: Split, labels: list[str], task: str, seed: int) -> tuple[Split, Split]:
     """20 % of the usable training images become the test set, stratified by label."""
-    from customlabels.ml.classifier import stratified_holdout
+    from customlabels.ml.splits import stratified_holdout
 
     column = {label: i for i, label in enumerate(labels)}
     targets = np.zeros((len(training.examples), max(1, len(labels))), dtype=np.float32)
@@ -191,8 +214,9 @@ def _split_off(training: Split, labels: list[str], task: str, seed: int) -> tupl
         position = {old: new for new, old in enumerate(indices)}
         split = Split([training.lines[i] for i in indices])
         split.results = [_renumbered(training.results[i], position[i] + 1) for i in indices]
-        split.examples = [Example(position[e.index], e.bucket, e.key, e.image_labels, e.boxes, e.image_size)
-                          for e in training.examples if e.index in position]
+        split.examples, split.unlabeled = ([Example(position[e.index], e.bucket, e.key, e.image_labels, e.boxes,
+                                                    e.image_size) for e in examples if e.index in position]
+                                            for examples in (training.examples, training.unlabeled))
         return split
 
     return subset(keep), subset(moved)

@@ -19,7 +19,9 @@ import logging
 from typing import Any, Awaitable, Callable, Mapping
 
 from customlabels import clock, errors
+from customlabels.arns import account_of
 from customlabels.events import (
+    AliasSwitched,
     EvaluationCompleted,
     EvaluationFailed,
     Event,
@@ -28,36 +30,47 @@ from customlabels.events import (
     VersionDeleted,
     VersionStatusChanged,
 )
+from customlabels.lookups import describe_project
 from customlabels.messaging import EventHandler, UnitOfWork
-from customlabels.ports.documents import Collection, Delete, DuplicateKey, Eq, Index, Insert, Put, VersionConflict
+from customlabels.ports.documents import Delete, DuplicateKey, Eq, Insert, Put, VersionConflict, retry_on_conflict
 from customlabels.ports.operations import Operations
-from customlabels.ml.artifact import MODELS_BUCKET
+from customlabels.ml.runtime.artifact import MODELS_BUCKET
 from customlabels.service import Service
+from customlabels.tags import MAX_TRAINING_SECONDS as BUDGET_TAG
+from customlabels.wire.dispatch import acting_as
 
-from services.training import versions
-from services.training.versions import BUSY, VERSIONS
+from services.training import copy_policy, records
+from services.training.aliases import COLLECTION as ALIASES_COLLECTION, AliasView
+from services.training.records import BUSY, COLLECTIONS, VERSIONS
+from services.training.worker import Worker, complete, remove_artifact
 
 log = logging.getLogger(__name__)
 
-BUDGET_TAG = "customlabels:max-training-seconds"
 MIN_BUDGET, MAX_BUDGET = 10, 7 * 24 * 3600
 
 
 class TrainingService(Service):
     name = "training"
-    collections = (
-        Collection(VERSIONS, (Index(("project_arn", "name"), unique=True), Index(("project_arn", "created_ms")))),
-    )
+    collections = (*COLLECTIONS, ALIASES_COLLECTION)
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
         # One training at a time per process: each uses every core (or the GPU); a second
         # would only halve both and double the memory. Other jobs wait, queued.
         self.training_slot = asyncio.Semaphore(1)
+        self.running: set[asyncio.Task] = set()  # the training job in this process, cancelled by stop()
+        self.aliases = AliasView(self.store, VERSIONS, records.description)
 
     async def start(self) -> None:
         await self.ctx.blobs.ensure_bucket(MODELS_BUCKET)
         await super().start()
+
+    async def stop(self) -> None:
+        """A shutdown hands the running training job back (``Worker.run``: not counted as a lost
+        worker; the next worker resumes from its snapshot) instead of waiting for its budget to end."""
+        for job in list(self.running):
+            job.cancel()
+        await super().stop()
 
     def operations(self) -> Operations:
         return {
@@ -73,6 +86,7 @@ class TrainingService(Service):
             EvaluationCompleted: self.on_evaluation_completed,
             EvaluationFailed: self.on_evaluation_failed,
             VersionStatusChanged: self.on_hosting_status,
+            AliasSwitched: self.aliases.on_alias_switched,
         }
 
     # --- lookups ---------------------------------------------------------------------------
@@ -84,18 +98,14 @@ class TrainingService(Service):
 
     async def project_datasets(self, project_arn: str) -> dict[str, dict]:
         """The project's datasets by type (TRAIN/TEST), from the projects service; ResourceNotFound if none."""
-        parsed = self.ctx.arns.parse(project_arn)
-        if parsed is None or parsed.kind != "project":
-            raise errors.ResourceNotFound(f"project {project_arn} does not exist")
-        found = await self.ctx.router.call("DescribeProjects", {"ProjectNames": [parsed.project_name]})
-        for project in found.get("ProjectDescriptions", []):
-            if project["ProjectArn"] == project_arn:
-                return {d["DatasetType"]: d for d in project.get("Datasets", [])}
-        raise errors.ResourceNotFound(f"project {project_arn} does not exist")
+        project = await describe_project(self.ctx.router, project_arn)
+        return {d["DatasetType"]: d for d in project.get("Datasets", [])}
 
     async def update_version(self, arn: str, change: Callable[[dict], Awaitable[list[Event]] | list[Event] | None]) -> dict | None:
-        """Apply ``change`` to the version and commit with the events it returns, retrying on conflicts."""
-        for _ in range(20):
+        """Apply ``change`` to the version (None if it doesn't exist) and commit with the events it
+        returns, on a fresh read after each conflict."""
+
+        async def attempt() -> dict | None:
             doc = await self.store.get(VERSIONS, arn)
             if doc is None:
                 return None
@@ -104,12 +114,11 @@ class TrainingService(Service):
             uow = self.uow()
             uow.add(Put(VERSIONS, doc, expected_version=doc["_version"]))
             uow.emit(*emitted)
-            try:
-                await uow.commit()
-                return doc
-            except VersionConflict:
-                continue
-        raise errors.InternalServerError(f"model version {arn} kept changing under an update")
+            await uow.commit()
+            return doc
+
+        return await retry_on_conflict(attempt, attempts=20, exhausted=lambda: errors.InternalServerError(
+            f"model version {arn} kept changing under an update"))
 
     # --- operations ------------------------------------------------------------------------
     async def create_project_version(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -142,11 +151,13 @@ class TrainingService(Service):
         )
 
     async def _create(self, project_arn, name, output_config, tags, *, description, job, status, message, extra=None):
+        parsed = self.ctx.arns.parse(project_arn)
+        if output_config.get("S3Bucket"):  # the results go there: a bucket of the project's account
+            await self.ctx.buckets.check(output_config["S3Bucket"], parsed.account, write=True)
         created = clock.now()
         created_ms = int(created.timestamp() * 1000)
-        parsed = self.ctx.arns.parse(project_arn)
-        arn = self.ctx.arns.version(parsed.project_name, name, created_ms)
-        doc = versions.new_version(arn, project_arn, name, created, output_config, description, job, status, message)
+        arn = parsed.arns.version(parsed.project_name, name, created_ms)  # in the project's account
+        doc = records.new_version(arn, project_arn, name, created, output_config, description, job, status, message)
         doc.update(extra or {})
         uow = self.uow()
         uow.add(Insert(VERSIONS, doc))
@@ -177,7 +188,8 @@ class TrainingService(Service):
         if not items and not names:
             await self.project_datasets(project_arn)  # ResourceNotFound for a project that doesn't exist
         return {
-            "ProjectVersionDescriptions": [versions.description(v) for v in items],
+            "ProjectVersionDescriptions": [records.description(v) for v in items]
+            + await self.aliases.describe(project_arn, names or []),
             "NextToken": self.ctx.tokens.encode(cursor, scope),
         }
 
@@ -195,12 +207,15 @@ class TrainingService(Service):
             await uow.commit()
         except VersionConflict:
             raise errors.ResourceInUse(f"model version {doc['_id']} is changing: try again") from None
-        from services.training.worker import remove_artifact
-
         await remove_artifact(self.ctx.blobs, doc)
         return {"Status": "DELETING"}
 
     async def copy_project_version(self, req: dict[str, Any]) -> dict[str, Any]:
+        """A copy into another account needs the source project's permission (``copy_policy``),
+        checked before anything else is looked at: without it, whether the source exists stays unsaid."""
+        destination = account_of(req["DestinationProjectArn"])
+        if account_of(req["SourceProjectVersionArn"]) != destination:
+            await self._check_copy_allowed(req["SourceProjectArn"], req["SourceProjectVersionArn"], destination)
         source = await self.version(req["SourceProjectVersionArn"])
         if source["project_arn"] != req["SourceProjectArn"]:
             raise errors.ResourceNotFound(
@@ -217,20 +232,43 @@ class TrainingService(Service):
             extra={"source_version_arn": source["_id"]},
         )
 
+    async def _check_copy_allowed(self, project_arn: str, version_arn: str, account: str | None) -> None:
+        """AccessDenied unless a policy of ``project_arn`` lets ``account`` copy ``version_arn``."""
+        documents, token = [], None
+        with acting_as(None):  # the training service reads the policies in its own name
+            while True:
+                try:
+                    page = await self.ctx.router.call("ListProjectPolicies", {
+                        "ProjectArn": project_arn, **({"NextToken": token} if token else {})})
+                except errors.ResourceNotFound:
+                    break
+                documents += [p["PolicyDocument"] for p in page["ProjectPolicies"]]
+                token = page.get("NextToken")
+                if not token:
+                    break
+        if account is None or account_of(project_arn) != account_of(version_arn) or \
+                not copy_policy.allows(documents, account, version_arn):
+            raise errors.AccessDenied(
+                f"account {account} is not authorized to perform {copy_policy.ACTION} on resource {version_arn}: "
+                f"no policy of project {project_arn} allows it (PutProjectPolicy)")
+
     # --- events ---------------------------------------------------------------------------
     async def on_training_requested(self, event: TrainingRequested, uow: UnitOfWork) -> None:
-        from services.training.worker import Worker
-
+        worker = Worker(self.store, self.ctx.blobs, self.ctx.router, self.update_version,
+                        device=self.ctx.settings.training_device)
         async with self.training_slot:
-            await Worker(self).run(event.version_arn)
+            job = asyncio.create_task(worker.run(event.version_arn), name=f"training {event.version_arn}")
+            self.running.add(job)
+            try:
+                await job
+            finally:
+                self.running.discard(job)
 
     async def on_evaluation_completed(self, event: EvaluationCompleted, uow: UnitOfWork) -> None:
-        from services.training.worker import complete
-
-        await complete(self, event)
+        await complete(event, self.store, self.ctx.blobs, self.update_version)
 
     async def on_evaluation_failed(self, event: EvaluationFailed, uow: UnitOfWork) -> None:
-        await self.update_version(event.version_arn, lambda doc: versions.fail(doc, event.status_message))
+        await self.update_version(event.version_arn, lambda doc: records.fail(doc, event.status_message))
 
     async def on_hosting_status(self, event: VersionStatusChanged, uow: UnitOfWork) -> None:
         def change(doc):

@@ -1,13 +1,18 @@
-"""Talking to a customlabels server from Python: the Rekognition API and the object store.
+"""Talking to a customlabels server from Python: its APIs and the object store.
 
 Two halves, one set of settings (:class:`Endpoint`):
 
 * :func:`rekognition` returns the stock boto3 ``rekognition`` client pointed at the
-  server, so everything the AWS SDK documents works unchanged.
+  server, so everything the AWS SDK documents works unchanged; :func:`review_client`
+  a stock boto3 client of the review API (``customlabels-review``, whose service
+  model this package ships). The ``sagemaker`` and ``sagemaker-a2i-runtime``
+  clients need nothing but ``endpoint_url``, like ``rekognition``.
 * :class:`ObjectClient` puts and gets image bytes under ``/objects/<bucket>/<key>``,
-  the server's small stand-in for S3. Requests are signed exactly like botocore's
-  ``S3SigV4Auth`` signs S3 calls (service name ``s3``, ``x-amz-content-sha256`` =
-  hex SHA-256 of the body), so the server can verify them with botocore's own code.
+  the server's S3 API (which a stock boto3 ``s3`` client also speaks: this one adds
+  pooled parallel uploads with little overhead per image). Requests are S3's
+  PutObject and GetObject, signed exactly like botocore's ``S3SigV4Auth`` signs
+  them (service name ``s3``, ``x-amz-content-sha256`` = hex SHA-256 of the body,
+  ``Content-MD5``), so the server can verify them with botocore's own code.
 
 Example::
 
@@ -20,6 +25,7 @@ Example::
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import mimetypes
@@ -29,8 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Union
 from urllib.parse import quote, urlsplit
+from xml.etree import ElementTree as ET
 
 import boto3
+import botocore.session
 import urllib3
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -38,6 +46,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 
 from customlabels.config import DEV_ACCESS_KEY, DEV_SECRET_KEY
+from customlabels.wire.table import MODELS_DIR, REVIEW_API
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_REGION = "us-east-1"
@@ -86,6 +95,25 @@ class Endpoint:
 
 def rekognition(endpoint: Endpoint | None = None, **config: Any):
     """A boto3 ``rekognition`` client for the server; ``config`` tweaks botocore's Config."""
+    return _client("rekognition", endpoint, config)
+
+
+def review_client(endpoint: Endpoint | None = None, **config: Any):
+    """A stock boto3 client of the review API (``customlabels-review``); ``config`` tweaks botocore's Config.
+
+    The API's botocore-format model ships in this package (``MODELS_DIR``);
+    this client's session finds it there. Any other boto3 code can do the same
+    by putting ``MODELS_DIR`` on ``AWS_DATA_PATH`` or on a botocore session's
+    ``get_component("data_loader").search_paths``::
+
+        review = review_client(Endpoint.from_env())
+        for task in review.get_paginator("list_review_tasks").paginate(ProjectName="flowers"):
+            ...
+    """
+    return _client(REVIEW_API, endpoint, config)
+
+
+def _client(service: str, endpoint: Endpoint | None, config: dict[str, Any]):
     endpoint = endpoint or Endpoint.from_env()
     options = {
         # Few, quick retries: a CLI user waiting on a dead endpoint wants the error soon.
@@ -95,20 +123,25 @@ def rekognition(endpoint: Endpoint | None = None, **config: Any):
         **config,
     }
     # A private session, so that a default session configured elsewhere in the
-    # process (profiles, other credentials) cannot leak into these calls.
+    # process (profiles, other credentials) cannot leak into these calls; it
+    # also finds the service models this package ships.
+    core = botocore.session.get_session()
+    core.get_component("data_loader").search_paths.append(str(MODELS_DIR))
     session = boto3.session.Session(
         aws_access_key_id=endpoint.access_key,
         aws_secret_access_key=endpoint.secret_key,
         region_name=endpoint.region,
+        botocore_session=core,
     )
-    return session.client("rekognition", endpoint_url=endpoint.url, config=Config(**options))
+    return session.client(service, endpoint_url=endpoint.url, config=Config(**options))
 
 
 class ObjectStoreError(Exception):
     """The object store said no (or could not be reached).
 
-    ``code`` is the server's ``__type`` (``NoSuchKey``, ``InvalidSignatureException``...),
-    ``message`` its ``message``; ``status`` is the HTTP status (0 when none came back).
+    ``code`` is S3's error code the server answered (``NoSuchKey``, ``AccessDenied``,
+    ``SignatureDoesNotMatch``...), ``message`` its message; ``status`` is the HTTP status
+    (0 when none came back).
     """
 
     def __init__(self, code: str, message: str, status: int = 0):
@@ -144,7 +177,7 @@ class ObjectClient:
             allowed_methods={"GET", "PUT"},
             status_forcelist={500, 502, 503, 504},
             # Give us the last error answer rather than an exception, so that its
-            # {"__type", "message"} body reaches the caller.
+            # S3 error body reaches the caller.
             raise_on_status=False,
         )
         self._http = urllib3.PoolManager(
@@ -160,19 +193,19 @@ class ObjectClient:
         return f"{self.endpoint.url}/objects/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
 
     def put(self, bucket: str, key: str, source: Source) -> dict:
-        """Store ``source`` (bytes, or a path to read) and return the server's answer.
+        """Store ``source`` (bytes, or a path to read); return ``{"Bucket", "Key", "Size", "ETag"}``.
 
-        The answer is ``{"Bucket", "Key", "Size", "Sha256"}``; a ``Sha256`` that does
-        not match what we sent raises, because it means the bytes were damaged.
+        The server refuses bytes that do not match the ``Content-MD5`` sent with them
+        (``BadDigest``), and an ``ETag`` answered for other bytes than ours raises too.
         """
         body, content_type = _read_source(key, source)
-        answer = self._json(self._send("PUT", bucket, key, body, {"Content-Type": content_type}))
-        sent = hashlib.sha256(body).hexdigest()
-        if answer.get("Sha256") not in (None, sent):
-            raise ObjectStoreError(
-                "BadDigest", f"s3://{bucket}/{key}: server stored sha256 {answer['Sha256']}, sent {sent}"
-            )
-        return answer
+        md5 = hashlib.md5(body)
+        headers = {"Content-Type": content_type, "Content-MD5": base64.b64encode(md5.digest()).decode()}
+        etag = self._send("PUT", bucket, key, body, headers).headers.get("ETag", "")
+        if etag.strip('"') != md5.hexdigest():
+            raise ObjectStoreError("BadDigest", f"s3://{bucket}/{key}: the server answered ETag {etag or 'none'} "
+                                                f"for bytes of MD5 {md5.hexdigest()}")
+        return {"Bucket": bucket, "Key": key, "Size": len(body), "ETag": etag}
 
     def get(self, bucket: str, key: str) -> bytes:
         """The object's bytes; raises :class:`ObjectStoreError` (``NoSuchKey``...) otherwise."""
@@ -239,13 +272,6 @@ class ObjectClient:
             raise _error_from(response)
         return response
 
-    @staticmethod
-    def _json(response: urllib3.BaseHTTPResponse) -> dict:
-        try:
-            return json.loads(response.data or b"{}")
-        except ValueError as exc:
-            raise ObjectStoreError("InvalidResponse", f"expected JSON, got {response.data[:200]!r}") from exc
-
 
 def _read_source(key: str, source: Source) -> tuple[bytes, str]:
     """The body to send and its content type (guessed from the key's extension)."""
@@ -257,14 +283,18 @@ def _read_source(key: str, source: Source) -> tuple[bytes, str]:
 
 
 def _error_from(response: urllib3.BaseHTTPResponse) -> ObjectStoreError:
-    """Turn an error answer into an exception; tolerate bodies that are not our JSON."""
+    """Turn an error answer into an exception: S3's ``<Error><Code>``, else a JSON ``__type`` (a proxy
+    or an older server), else the status and the start of the body."""
+    code, message = f"HTTP{response.status}", response.data[:200].decode("utf-8", "replace")
     try:
-        body = json.loads(response.data)
-        code = body.get("__type") or f"HTTP{response.status}"
-        message = body.get("message") or body.get("Message") or ""
-    except (ValueError, AttributeError):
-        code = f"HTTP{response.status}"
-        message = response.data[:200].decode("utf-8", "replace")
+        error = ET.fromstring(response.data)
+        code, message = error.findtext("Code") or code, error.findtext("Message") or ""
+    except ET.ParseError:
+        try:
+            body = json.loads(response.data)
+            code, message = body.get("__type") or code, body.get("message") or body.get("Message") or ""
+        except (ValueError, AttributeError):
+            pass
     # AWS-style codes sometimes carry a namespace ("com.amazon...#Code"); keep the name.
     return ObjectStoreError(code.rsplit("#", 1)[-1], message, response.status)
 

@@ -1,7 +1,6 @@
 """Time in the forms the API and the ARNs use."""
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
 
 
@@ -9,9 +8,10 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def parse(value: str) -> datetime:
     return datetime.fromisoformat(value)
+
+
+def now_ms() -> int:
+    """Now, in milliseconds since the epoch (the feedback service's timestamps)."""
+    return int(now().timestamp() * 1000)

@@ -3,8 +3,17 @@
 Each class carries the ``__type`` boto3 reads to raise the matching exception
 (``client.exceptions.ResourceNotFoundException`` ...). Services raise these;
 the gateway turns them into ``{"__type", "message"}`` bodies.
+
+The names are Rekognition's; a service of another API raises the same
+classes and its API answers them under its own names (the operation table's
+``ERROR_NAMES``: ``InvalidParameter`` is SageMaker's and A2I's
+``ValidationException``, ``ResourceNotFound`` is SageMaker's
+``ResourceNotFound``...). Renaming sets ``code`` (and ``status``) on the
+instance, so ``except errors.ResourceNotFound`` works whichever API raised it.
 """
 from __future__ import annotations
+
+import errno
 
 
 class ApiError(Exception):
@@ -36,8 +45,11 @@ InvalidS3Object = _error("InvalidS3ObjectException")
 ImageTooLarge = _error("ImageTooLargeException")
 InvalidImageFormat = _error("InvalidImageFormatException")
 ServiceQuotaExceeded = _error("ServiceQuotaExceededException")
+Conflict = _error("ConflictException")  # A2I: a loop of that name exists with other input (409 there)
 Throttling = _error("ThrottlingException")
 InternalServerError = _error("InternalServerError", 500)
+# The server cannot take writes for now (its disk is full): retryable, as AWS's 503s are.
+ServiceUnavailable = _error("ServiceUnavailableException", 503)
 
 # Not in the rekognition model, but what AWS JSON services answer for these cases.
 SerializationError = _error("SerializationException")
@@ -54,10 +66,48 @@ AccessDenied = _error("AccessDeniedException", 403)
 NoSuchBucket = _error("NoSuchBucket", 404)
 NoSuchKey = _error("NoSuchKey", 404)
 InvalidObjectKey = _error("InvalidObjectKey", 400)
+InvalidArgument = _error("InvalidArgument", 400)  # a listing parameter S3 would refuse
 EntityTooLarge = _error("EntityTooLarge", 413)
+BadDigest = _error("BadDigest", 400)  # the body does not match its Content-MD5 or x-amz-checksum-*
+InvalidDigest = _error("InvalidDigest", 400)  # a Content-MD5 or x-amz-checksum-* that is no digest at all
+ContentSha256Mismatch = _error("XAmzContentSHA256Mismatch", 400)
+IncompleteBody = _error("IncompleteBody", 400)  # fewer bytes than declared, or a broken aws-chunked framing
+MalformedTrailer = _error("MalformedTrailerError", 400)
+MalformedXML = _error("MalformedXML", 400)
+NoSuchUpload = _error("NoSuchUpload", 404)
+InvalidPart = _error("InvalidPart", 400)
+InvalidPartOrder = _error("InvalidPartOrder", 400)
+InvalidRange = _error("InvalidRange", 416)
+PreconditionFailed = _error("PreconditionFailed", 412)
+BucketAlreadyExists = _error("BucketAlreadyExists", 409)
+NotImplementedOperation = _error("NotImplemented", 501)
 RequestEntityTooLarge = _error("RequestEntityTooLargeException", 413)
 
 _BY_CODE = {cls.code: cls for cls in list(globals().values()) if isinstance(cls, type) and issubclass(cls, ApiError)}
+
+
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+_SQLITE_FULL = 13  # SQLITE_FULL: "database or disk is full"
+
+
+def storage_full(exc: BaseException) -> ApiError | None:
+    """``ServiceUnavailable`` when ``exc`` (or an exception it came from) is a write refused for want of
+    disk space (ENOSPC or EDQUOT, SQLite's SQLITE_FULL); None for anything else. The write failed whole:
+    the blob store writes through a temporary file, SQLite rolls the transaction back."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if (isinstance(exc, OSError) and exc.errno in _NO_SPACE) or getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL:
+            return ServiceUnavailable(
+                "the server is out of disk space, so it cannot store anything now: this request changed "
+                "nothing. Free space where the server keeps its data (CUSTOMLABELS_DATA), then retry")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def canonical_code(error: ApiError) -> str:
+    """The error's name in these classes' terms, whatever an API renamed it to."""
+    return error.code if type(error) is ApiError else type(error).code
 
 
 def from_code(code: str, message: str, status: int = 400) -> ApiError:

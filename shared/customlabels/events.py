@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from customlabels.clock import now
+from customlabels.ml.runtime.artifact import CARD_NAME, ONNX_NAME
 from customlabels.ports.events import Message
 
 EVENT_TYPES: dict[str, type["Event"]] = {}
@@ -158,6 +159,8 @@ class TrainingFinished(VersionEvent):
 
 
 class TrainingFailed(VersionEvent):
+    """TRAINING_FAILED (or COPYING_FAILED): the version's job ended without a model."""
+
     status_message: str
 
 
@@ -187,6 +190,7 @@ class EvaluationCompleted(EvaluationEvent):
     summary: "ObjectLocation"  # EvaluationSummary-<project>-<version>.json in the output bucket
     snapshot: "ObjectLocation"  # the evaluation manifest snapshot
     thresholds: dict[str, float]  # per label, the assumed threshold (0..1)
+    calibration_error: float | None = None  # a classifier's expected calibration error on the test set (our extension)
 
 
 class EvaluationFailed(EvaluationEvent):
@@ -208,11 +212,11 @@ class ModelLocation(BaseModel):
 
     @property
     def onnx_key(self) -> str:
-        return f"{self.prefix}model.onnx"
+        return self.prefix + ONNX_NAME
 
     @property
     def card_key(self) -> str:
-        return f"{self.prefix}model.json"
+        return self.prefix + CARD_NAME
 
 
 # --- objects (from the gateway's object routes or the object store's notifications) ---
@@ -229,6 +233,118 @@ class ImageUploaded(Event):
     def partition_key(self) -> str:
         return self.bucket
 
+
+
+# --- feedback: captured predictions, human loops, retraining, promotion ----------------
+class PredictionCaptured(ProjectScoped):
+    """Hosting: a DetectCustomLabels answer met the activation conditions of the flow
+    definition bound to the version; the image is kept at ``image``. The feedback service
+    opens one human loop per flow definition and image (the loop's name derives from both),
+    so a retried call or a redelivery never opens a second one."""
+
+    topic: ClassVar[str] = "hosting.captures"
+    flow_definition_arn: str
+    version_arn: str  # the version that answered
+    request: dict[str, Any]  # the request as made, the image given by its kept location
+    task: str  # the model's: classification | multilabel | detection
+    labels: list[str]  # the model's labels
+    image: "ObjectLocation"
+    image_sha256: str
+    predictions: list[dict[str, Any]]  # every prediction, as DetectCustomLabels' CustomLabels items
+    thresholds: dict[str, float]  # per label, the confidence (0-100) it is reported from
+    activation: dict[str, Any]  # the conditions with each node's EvaluationResult
+    selected: list[dict[str, Any]]  # the predictions the true confidence checks matched
+
+
+class FeedbackEvent(ProjectScoped):
+    topic: ClassVar[str] = "feedback"
+
+
+class HumanLoopCompleted(Event):
+    """A human loop got its TaskCount answers; its output.json is at ``output``. Keyed by
+    its flow definition (a loop started by StartHumanLoop may belong to no project)."""
+
+    topic: ClassVar[str] = "feedback"
+    project_arn: str | None
+    flow_definition_arn: str
+    human_loop_name: str
+    human_loop_arn: str
+    version_arn: str | None
+    output: "ObjectLocation"
+    outcome: str  # the consolidated answer: ACCEPT | CORRECT | NEGATIVE
+    audit: bool  # from an audit flow (random sample only): measures accuracy, never trains
+
+    @property
+    def partition_key(self) -> str:
+        return self.flow_definition_arn
+
+
+class FeedbackAccepted(FeedbackEvent):
+    """A reviewed image becomes a training entry: the datasets service upserts ``line`` (a
+    Ground Truth line) into the project's TRAIN dataset by its source-ref, unless an image
+    with ``image_sha256`` is in the project's TEST dataset; it answers with FeedbackEntryWritten."""
+
+    human_loop_name: str
+    flow_definition_arn: str
+    line: dict[str, Any]
+    image_sha256: str
+
+
+class FeedbackEntryWritten(ProjectScoped):
+    """The datasets service's answer to FeedbackAccepted: the entry is in the TRAIN dataset
+    ``dataset_arn`` (``written``) or was refused, and why."""
+
+    topic: ClassVar[str] = "datasets"
+    dataset_arn: str | None
+    human_loop_name: str
+    source_ref: str
+    written: bool
+    reason: str | None = None
+
+
+class RetrainingRequested(FeedbackEvent):
+    """The project's retraining policy holds: version ``version_name`` is to be trained."""
+
+    version_name: str
+    reason: str
+    reviewed_entries: int
+    live_version_arn: str | None = None
+
+
+class VersionsCompared(FeedbackEvent):
+    """The live version and a challenger scored on the same test images; the report is at ``report``."""
+
+    live_version_arn: str
+    challenger_version_arn: str
+    verdict: str  # better | not worse | worse
+    promote: bool
+    reason: str
+    report: "ObjectLocation"
+
+
+class AliasSwitchRequested(FeedbackEvent):
+    """Promotion: hosting is to point the project's stable ARN at ``version_arn`` (running)."""
+
+    alias_arn: str
+    version_arn: str
+
+
+class AliasSwitched(ProjectScoped):
+    """Hosting: the project's stable ARN now answers with ``version_arn``."""
+
+    topic: ClassVar[str] = "hosting"
+    alias_arn: str
+    version_arn: str
+    previous_version_arn: str | None = None
+
+
+class VersionPromoted(FeedbackEvent):
+    """A challenger took over the stable ARN and the version it replaced was stopped."""
+
+    alias_arn: str
+    version_arn: str
+    previous_version_arn: str
+    report: "ObjectLocation | None" = None
 
 for _event in EVENT_TYPES.values():
     _event.model_rebuild()

@@ -7,7 +7,11 @@
   crash between the two republishes: consumers deduplicate.
 - ``EventHandlers`` subscribes a service to the event types it handles and
   records each applied event id in the same commit as the handler's writes, so
-  a redelivered event changes nothing.
+  a redelivered event changes nothing. A handler failing for a reason that
+  passes (another service restarting or throttling, a full disk: ``transient``)
+  is retried in place, with backoff, for as long as it takes: only other
+  failures count towards the bus's dead-lettering, so an event is never lost
+  to a peer's restart.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import logging
 import time
 from typing import Awaitable, Callable, Mapping
 
-from customlabels import clock
+from customlabels import clock, errors
 from customlabels.events import Event
 from customlabels.ports.documents import Collection, Delete, DuplicateKey, Insert, ScopedStore, Write
 from customlabels.ports.events import EventBus, Message, Subscription
@@ -113,6 +117,13 @@ class OutboxRelay:
 
 
 EventHandler = Callable[[Event, UnitOfWork], Awaitable[None]]
+TRANSIENT_PAUSES = (0.2, 5.0)  # seconds between retries of a transient failure: the first, doubling up to the last
+
+
+def transient(exc: BaseException) -> bool:
+    """A failure that says "later", not "never": another service could not be reached or is throttling
+    (``ThrottlingException``), or answers 503, or this process's disk is full."""
+    return isinstance(exc, (errors.Throttling, errors.ServiceUnavailable)) or errors.storage_full(exc) is not None
 
 
 class EventHandlers:
@@ -152,6 +163,21 @@ class EventHandlers:
         self._subscriptions.clear()
 
     async def handle(self, message: Message) -> None:
+        """Apply ``message`` once; a ``transient`` failure is retried here until it passes (a restarting
+        peer takes seconds; the bus's few quick redeliveries would dead-letter the event meanwhile)."""
+        pause = TRANSIENT_PAUSES[0]
+        while True:
+            try:
+                return await self._apply(message)
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                log.warning("%s: %s %s failed for now (%s); retrying in %.1f s",
+                            self.service, message.type, message.id, exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, TRANSIENT_PAUSES[1])
+
+    async def _apply(self, message: Message) -> None:
         handler = self.handlers.get(message.type)
         if handler is None:
             return  # another service's concern on a shared topic

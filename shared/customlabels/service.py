@@ -7,9 +7,12 @@ service, with adapters for whichever mode it runs in, and starts it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar, Mapping
 
 from customlabels.arns import Arns
+from customlabels.buckets import BucketOwners
+from customlabels.wire.dispatch import current_account
 from customlabels.config import Settings
 from customlabels.events import Event
 from customlabels.messaging import MESSAGING_COLLECTIONS, EventHandler, EventHandlers, OutboxRelay, UnitOfWork
@@ -31,7 +34,14 @@ class ServiceContext:
 
     @property
     def arns(self) -> Arns:
-        return Arns(self.settings.region, self.settings.account_id)
+        """ARNs of the account the request being served is for (the caller's; the
+        default account where no signed request started the work)."""
+        return Arns(self.settings.region, current_account() or self.settings.account_id)
+
+    @cached_property
+    def buckets(self) -> BucketOwners:
+        """Whose each bucket is: check every bucket a request names (``customlabels.buckets``)."""
+        return BucketOwners(self.blobs, self.settings.account_id)
 
 
 class Service:

@@ -52,7 +52,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from customlabels.ml.artifact import CARD_NAME, MODELS_BUCKET, ONNX_NAME, ServedModel, artifact_prefix  # noqa: E402
+from customlabels.ml.runtime.artifact import CARD_NAME, MODELS_BUCKET, ONNX_NAME, artifact_prefix  # noqa: E402
+from customlabels.ml.runtime.served import ServedModel  # noqa: E402
 from tests.support.models import (  # noqa: E402
     SCALE_TO_ZERO_TAG,
     SignedDetect,
@@ -105,7 +106,7 @@ class Physical:
 def decode_ms(photos: list[bytes], size: int, draft: bool) -> float:
     """Median ms to decode a JPEG and make the model's square of it, with or without draft mode."""
     from customlabels.images import decode_image
-    from customlabels.ml.preprocess import square
+    from customlabels.ml.runtime.preprocess import square
 
     times = []
     for data in photos:

@@ -49,7 +49,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from customlabels.ml.artifact import MODELS_BUCKET, ServedModel, artifact_prefix  # noqa: E402
+from customlabels.ml.runtime.artifact import MODELS_BUCKET, artifact_prefix  # noqa: E402
+from customlabels.ml.runtime.served import ServedModel  # noqa: E402
 from customlabels.ml.evaluation import evaluate_classification  # noqa: E402
 from tests.support.server import DATASETS, ServerProcess  # noqa: E402
 from tests.support.training import BUDGET_TAG, cli, project_arn, wait_version  # noqa: E402
@@ -111,35 +112,40 @@ def plain_macro_f1(labels: list[str], truth: list[set[str]], scores: np.ndarray,
 
 def reference_probe(train_images, train_truth, test_images, labels, task) -> tuple[np.ndarray, float]:
     """Frozen MobileNetV2 + LogisticRegression: test scores (images, labels) and seconds."""
+    start = time.monotonic()
+    scores = reference_scores(reference_features(train_images), train_truth, reference_features(test_images),
+                              labels, task)
+    return scores, time.monotonic() - start
+
+
+def reference_features(images: list[bytes]) -> np.ndarray:
+    """The reference's features: frozen MobileNetV2 on torchvision's own eval transforms (resize 256, crop 224)."""
     import torch
     from customlabels.ml.backbones import load_backbone
     from PIL import Image
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
     from torchvision.models import MobileNet_V2_Weights
 
-    start = time.monotonic()
     features, _, _ = load_backbone("mobilenet_v2")
     transform = MobileNet_V2_Weights.IMAGENET1K_V1.transforms()
+    with torch.inference_mode():
+        return np.concatenate([features(torch.stack([transform(Image.open(io.BytesIO(b)).convert("RGB"))
+                                                     for b in images[i:i + 32]])).numpy()
+                               for i in range(0, len(images), 32)])
 
-    def feats(images):
-        with torch.inference_mode():
-            return np.concatenate([features(torch.stack([transform(Image.open(io.BytesIO(b)).convert("RGB"))
-                                                         for b in images[i:i + 32]])).numpy()
-                                   for i in range(0, len(images), 32)])
 
-    x_train, x_test = feats(train_images), feats(test_images)
+def reference_scores(x_train, train_truth, x_test, labels, task) -> np.ndarray:
+    """scikit-learn's LogisticRegression (one-vs-rest for multi-label) on reference features: test scores."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
     if task == "multiclass":
         y = [next(iter(t)) for t in train_truth]
         clf = LogisticRegression(max_iter=1000).fit(x_train, y)
         proba = clf.predict_proba(x_test)
-        scores = np.stack([proba[:, list(clf.classes_).index(label)] if label in clf.classes_
-                           else np.zeros(len(x_test)) for label in labels], axis=1)
-    else:
-        y = np.array([[label in t for label in labels] for t in train_truth], dtype=int)
-        clf = OneVsRestClassifier(LogisticRegression(max_iter=1000)).fit(x_train, y)
-        scores = clf.predict_proba(x_test)
-    return scores, time.monotonic() - start
+        return np.stack([proba[:, list(clf.classes_).index(label)] if label in clf.classes_
+                         else np.zeros(len(x_test)) for label in labels], axis=1)
+    y = np.array([[label in t for label in labels] for t in train_truth], dtype=int)
+    return OneVsRestClassifier(LogisticRegression(max_iter=1000)).fit(x_train, y).predict_proba(x_test)
 
 
 def bench_set(server, name: str, budget: float, work: Path) -> dict:

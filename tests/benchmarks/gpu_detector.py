@@ -65,7 +65,7 @@ def main() -> None:
             env[module] = None
     print(json.dumps(env), flush=True)
 
-    from customlabels.ml.detector import choose_backbone
+    from customlabels.ml.detector import BACKBONE
 
     from tests.benchmarks.measure_detector import (
         load_dataset,
@@ -74,9 +74,8 @@ def main() -> None:
         split,
     )
 
-    backbone = choose_backbone(device)
-    print(f"backbone for ours: {backbone} ({'timm present' if env['timm'] else 'timm missing: MobileNetV2'})",
-          flush=True)
+    backbone = BACKBONE
+    print(f"backbone for ours: {backbone}", flush=True)
     results = {"environment": env, "budget": args.budget, "reference_cap": args.reference_cap, "seed": args.seed,
                "backbone": backbone, "datasets": {}}
     out_path = Path(args.json) if args.json else Path(os.environ.get("OUT", ".")) / "gpu_detector.json"

@@ -52,7 +52,7 @@ DATASETS = ROOT.parent / "shared" / "datasets"
 if str(ROOT / "shared") not in sys.path:  # run from a bare checkout (the GPU machine) too
     sys.path.insert(0, str(ROOT / "shared"))
 
-from customlabels.ml.detector import BoxLabel, train_detector
+from customlabels.ml.detector import train_detector
 from customlabels.ml.evaluation.detection import Box, evaluate_detection
 
 
@@ -69,7 +69,7 @@ def _voc(xml_path: Path) -> tuple[str, list[tuple[str, float, float, float, floa
     return root.find("filename").text, boxes, (width, height)
 
 
-def load_dataset(name: str, root: Path | None = None) -> tuple[list[bytes], list[list[BoxLabel]], list[str]]:
+def load_dataset(name: str, root: Path | None = None) -> tuple[list[bytes], list[list[Box]], list[str]]:
     """``(image bytes, boxes as ratios, sorted labels)`` of a VOC dataset under ``root`` (default ../shared/datasets)."""
     from PIL import Image
 
@@ -92,13 +92,13 @@ def load_dataset(name: str, root: Path | None = None) -> tuple[list[bytes], list
         images.append(data)
         # VOC corners are 1-based pixel indices, inclusive: xmin..xmax covers xmax - xmin + 1 pixels,
         # but datasets disagree; corners as given, divided by the size, is what Rekognition tools do.
-        boxes.append([BoxLabel(label, x0 / width, y0 / height, (x1 - x0) / width, (y1 - y0) / height)
+        boxes.append([Box(label, x0 / width, y0 / height, (x1 - x0) / width, (y1 - y0) / height)
                       for label, x0, y0, x1, y1 in voc_boxes])
     labels = sorted({b.label for image in boxes for b in image})
     return images, boxes, labels
 
 
-def split(boxes: list[list[BoxLabel]], labels: list[str], seed: int, test_share: float = 0.2):
+def split(boxes: list[list[Box]], labels: list[str], seed: int, test_share: float = 0.2):
     """Seeded train/test indices, stratified by each image's rarest label."""
     counts = {name: 0 for name in labels}
     for image in boxes:
@@ -115,7 +115,7 @@ def split(boxes: list[list[BoxLabel]], labels: list[str], seed: int, test_share:
     return train, test
 
 
-def score(labels, truth: list[list[BoxLabel]], predicted: list[list[tuple]]) -> dict:
+def score(labels, truth: list[list[Box]], predicted: list[list[tuple]]) -> dict:
     """Macro-F1 (best threshold per label) and mAP@0.5; ``predicted``: (label, score, left, top, width, height)."""
     true_boxes = [[Box(b.label, b.left, b.top, b.width, b.height) for b in image] for image in truth]
     pred_boxes = [[Box(label, left, top, width, height, min(max(s, 0.0), 1.0)) for label, s, left, top, width, height in image]

@@ -6,9 +6,12 @@ must return a started store, and opening again with the same ``tmp_path``
 (and server) must reach the same objects (the persistence test relies on it).
 A backend on a server names the session fixture that provides it; tests use
 fresh, unique bucket names, so a shared server needs no cleanup between
-tests. S3 runs on SeaweedFS (``weed mini``, started once per session) and,
-where a Docker engine exists, on the official MinIO image. Filesystem
-specifics of the local adapter are in ``TestLocalBlobStore`` at the end.
+tests. S3 runs on SeaweedFS (``weed mini``, started once per session), on
+moto's standalone server (the one S3 server here that lists in S3's key
+order, so the listing-order and start-after tests that SeaweedFS fails run
+there) and, where a Docker engine exists, on the official MinIO image.
+Filesystem specifics of the local adapter are in ``TestLocalBlobStore`` at
+the end.
 """
 from __future__ import annotations
 
@@ -32,7 +35,9 @@ import pytest
 from customlabels.adapters.local_blobs import TMP_DIR, LocalBlobStore
 from customlabels.adapters.s3_blobs import S3BlobStore
 from customlabels.ports.blobs import BlobStore, InvalidKey, NoSuchBucket, NoSuchKey, ObjectInfo, Rejected
-from tests.support.seaweedfs import S3Endpoint, docker_unavailable, minio_container, minio_endpoint
+from tests.support.docker import docker_variant
+from tests.support.moto import MotoS3
+from tests.support.seaweedfs import MINIO_IMAGE, S3Endpoint, minio_container, minio_endpoint
 
 
 @dataclass(frozen=True)
@@ -67,9 +72,16 @@ def minio_server() -> Iterator[S3Endpoint]:
         yield minio_endpoint(container)
 
 
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """moto's S3 server, once per session: S3's listing order without Docker."""
+    with MotoS3(tmp_path_factory.mktemp("moto")) as server:
+        yield server.s3()
+
+
 # SeaweedFS walks its folders to list: a folder "p/" sorts as "p" (before "p-q"
 # and "p.txt"), and start-after is read as a path, so after="a" skips every
-# "a/..." key. AWS S3 and MinIO list in UTF-8 key order as the port requires;
+# "a/..." key. AWS S3, MinIO and moto list in UTF-8 key order as the port requires;
 # the adapter relies on that rather than listing folder by folder itself.
 _SEAWEEDFS_LIST_ORDER = (
     "SeaweedFS 4.48 lists in folder-walk order, not S3's UTF-8 key order, and treats start-after as a path"
@@ -80,23 +92,17 @@ SEAWEEDFS_DEVIATIONS = {
     "test_after_in_the_middle_of_a_folder": _SEAWEEDFS_LIST_ORDER,
 }
 
-# Asked once, at collection: without an engine this fails at once (no socket).
-NO_DOCKER = docker_unavailable()
-
 BACKENDS = [
     pytest.param(Backend("local", _open_local), id="local"),
     pytest.param(
         Backend("seaweedfs", _open_s3, server="seaweedfs_server", deviations=SEAWEEDFS_DEVIATIONS), id="s3-seaweedfs"
     ),
+    pytest.param(Backend("moto", _open_s3, server="moto_server"), id="s3-moto"),
 ]
-if NO_DOCKER is None:
+# Asked once, at collection: without an engine this fails at once (no socket).
+MINIO_RUNS = docker_variant(f"the blob store contract on the {MINIO_IMAGE} image")
+if MINIO_RUNS:
     BACKENDS.append(pytest.param(Backend("minio", _open_s3, server="minio_server"), id="s3-minio"))
-
-
-def test_minio_variant_is_collected() -> None:
-    """Says, once, why the MinIO variant of this suite is missing from the run."""
-    if NO_DOCKER is not None:
-        pytest.skip(f"MinIO container variant not collected: no Docker engine ({NO_DOCKER})")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -502,15 +508,16 @@ class TestAtomicity:
 
     async def test_stream_with_slow_producer_does_not_expose_partial(self, blob_store: BlobStore, bucket: str) -> None:
         await blob_store.put(bucket, "k", b"old")
-        gate = asyncio.Event()
+        first_taken, gate = asyncio.Event(), asyncio.Event()
 
         async def slow() -> AsyncIterator[bytes]:
             yield b"first half "
+            first_taken.set()  # the store took the first half and asks for more: the upload is under way
             await gate.wait()
             yield b"second half"
 
         task = asyncio.create_task(blob_store.put_stream(bucket, "k", slow(), max_bytes=100))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(first_taken.wait(), 30)
         assert await blob_store.get(bucket, "k") == b"old"
         assert await keys(blob_store, bucket) == ["k"]
         gate.set()
@@ -602,7 +609,7 @@ class TestNames:
 
 
 # --- S3 adapter only ------------------------------------------------------------------------
-S3_SERVERS = ["seaweedfs_server"] + (["minio_server"] if NO_DOCKER is None else [])
+S3_SERVERS = ["seaweedfs_server", "moto_server"] + (["minio_server"] if MINIO_RUNS else [])
 
 
 @pytest.fixture(params=S3_SERVERS, ids=lambda name: name.removesuffix("_server"))
@@ -812,12 +819,16 @@ class TestLocalBlobStore:
         assert await keys(local, "bkt") == ["a", "b"]
 
     async def test_cancelled_upload_leaves_nothing(self, local: LocalBlobStore) -> None:
+        first_taken = asyncio.Event()
+
         async def hang() -> AsyncIterator[bytes]:
             yield b"x" * 100
+            first_taken.set()  # the store took the first chunk and asks for more
             await asyncio.Event().wait()
 
         task = asyncio.create_task(local.put_stream("bkt", "k", hang(), max_bytes=1000))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(first_taken.wait(), 30)
+        assert len(os.listdir(local.root / TMP_DIR)) == 1  # cancelled mid-upload: its temporary file is there
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -863,7 +874,10 @@ class TestLocalBlobStore:
         try:
             assert child.stdout is not None
             assert await asyncio.to_thread(child.stdout.readline) == b"writing\n"
-            await asyncio.sleep(0.2)  # let it write the first batch
+            deadline = time.monotonic() + 30  # until the first 1.2 MB are in its temporary file
+            while sum(f.stat().st_size for f in (local.root / TMP_DIR).iterdir()) < 1_200_000:
+                assert time.monotonic() < deadline, "the child never wrote its first chunk"
+                await asyncio.sleep(0.01)
         finally:
             child.send_signal(signal.SIGKILL)
             child.wait()

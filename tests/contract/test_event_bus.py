@@ -9,7 +9,7 @@ buses only through the port, so a new adapter needs only a new factory.
 Kafka runs twice: on Tansu (a Kafka-protocol broker started once per session
 as a child process, ``tests.support.tansu``), and on the official
 apache/kafka image through testcontainers where a Docker engine answers
-(skipped, once, where none does).
+(not collected where none does; the run's summary says so in one line).
 
 Contract points these tests pin down beyond the port's docstring:
 - A group that has never subscribed starts at the oldest retained message.
@@ -31,9 +31,12 @@ import pytest
 from customlabels.adapters.kafka_events import KafkaEventBus
 from customlabels.adapters.sqlite_events import SqliteEventBus
 from customlabels.ports.events import EventBus, Message, dead_letter_topic
-from tests.support.tansu import apache_kafka_container, docker_available
+from tests.support.docker import docker_variant
+from tests.support.tansu import APACHE_KAFKA_IMAGE, apache_kafka_container
 
-WAIT_SECONDS = 2.0  # how long a test waits for something the bus should do promptly
+# How long a test waits for something the bus must do: a liveness bound only, so it is generous.
+# No assertion depends on speed; a healthy bus is done in milliseconds, and waiting ends as soon as it is.
+WAIT_SECONDS = 30.0
 
 
 # --- the adapters under test -------------------------------------------------
@@ -118,16 +121,13 @@ class ApacheKafkaBuses(KafkaBuses):
 FACTORIES = [
     pytest.param(SqliteBuses, id="sqlite"),
     pytest.param(KafkaBuses, id="kafka-tansu"),
-    pytest.param(ApacheKafkaBuses, id="kafka-apache"),
 ]
+if docker_variant(f"the event bus contract on the {APACHE_KAFKA_IMAGE} image"):
+    FACTORIES.append(pytest.param(ApacheKafkaBuses, id="kafka-apache"))
 
 
 @pytest.fixture(scope="session")
 def apache_kafka():
-    # Session scope: pytest remembers the skip, so Docker is asked once.
-    reason = docker_available()
-    if reason:
-        pytest.skip(reason)
     container = apache_kafka_container()
     yield container
     container.stop()
@@ -325,7 +325,8 @@ async def test_a_slow_handler_does_not_hold_up_another_topic(event_bus: EventBus
     await asyncio.wait_for(slow_started.wait(), WAIT_SECONDS)
     await event_bus.publish([fast])
 
-    await eventually(lambda: handled == [fast_topic], timeout=1.0)
+    # The slow handler is held until released below: the fast topic's message is handled meanwhile.
+    await eventually(lambda: handled == [fast_topic])
     release.set()
     await eventually(lambda: handled == [fast_topic, slow_topic])
 
@@ -346,11 +347,14 @@ async def test_stop_lets_the_running_handler_finish(event_bus: EventBus, unique)
     await asyncio.wait_for(started.wait(), WAIT_SECONDS)
 
     stopping = asyncio.create_task(subscription.stop())
-    await asyncio.sleep(0.05)
-    assert not stopping.done()  # waits for the handler
+    finished_when_stopped: list[list[str]] = []
+    stopping.add_done_callback(lambda _: finished_when_stopped.append(list(finished)))
+    # Give a stop that does not wait for the handler the time to return (then the check below fails);
+    # a correct stop is still waiting, so the handler is released.
+    await asyncio.wait({stopping}, timeout=0.5)
     release.set()
     await asyncio.wait_for(stopping, WAIT_SECONDS)
-    assert finished == [first.id]
+    assert finished_when_stopped == [[first.id]], "stop() returned before the running handler had finished"
 
     # The finished handler counted: the group resumes after it.
     recorder = Recorder()

@@ -17,8 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.coco import raccoon_as_coco
+
 REPO = Path(__file__).resolve().parents[2]
 DATASETS = REPO.parent / "shared" / "datasets"
+RACCOON = DATASETS / "raccoon"
 CLI = [sys.executable, "-m", "services.cli.main"]
 COMMANDS = ["upload", "import-folder", "import-voc", "import-coco", "serve"]
 
@@ -156,6 +159,42 @@ def test_import_voc_of_microcontroller_creates_then_updates_the_dataset(server):
         names = entry["bounding-box-metadata"]["class-map"]
         boxes.update(names[str(a["class_id"])] for a in entry["bounding-box"]["annotations"])
     assert boxes == {"ESP8266": 47, "Heltec_ESP32_Lora": 44, "Raspberry_Pi_3": 43, "Arduino_Nano": 43}
+
+
+def test_import_coco_of_raccoons_keeps_every_box(server, tmp_path):
+    """A COCO file (raccoon, converted independently) through ``import-coco`` into a live server: each
+    image an entry of the TRAIN dataset with exactly the file's boxes; ``--as-labels`` an image-level label."""
+    project, as_labels = unique_name(), unique_name()
+    coco = json.loads(raccoon_as_coco(tmp_path / "instances.json", limit=30).read_text())
+    boxes = Counter(a["image_id"] for a in coco["annotations"])
+
+    result = run_cli("import-coco", tmp_path / "instances.json", "--images", RACCOON / "images",
+                     "--project", project, "--create-project", env=server.env)
+    assert result.returncode == 0, result.stderr
+    assert stats(result.stdout) | {"Dataset": ""} == {
+        "Dataset": "", "Status": "CREATE_COMPLETE",
+        "TotalEntries": "30", "LabeledEntries": "30", "TotalLabels": "1", "ErrorEntries": "0",
+    }
+    rekognition = server.rekognition()
+    (label,) = rekognition.list_dataset_labels(DatasetArn=project_datasets(rekognition, project)["TRAIN"])["DatasetLabelDescriptions"]
+    assert label == {"LabelName": "raccoon", "LabelStats": {"EntryCount": 30, "BoundingBoxCount": sum(boxes.values())}}
+    by_file = {image["file_name"]: image for image in coco["images"]}
+    entries = list_entries(rekognition, project_datasets(rekognition, project)["TRAIN"])
+    assert sorted(e["source-ref"].rsplit("/", 1)[1] for e in entries) == sorted(by_file)
+    for entry in entries:
+        image = by_file[entry["source-ref"].rsplit("/", 1)[1]]
+        expected = [a["bbox"] for a in coco["annotations"] if a["image_id"] == image["id"]]
+        annotations = entry["bounding-box"]["annotations"]
+        assert [[a["left"], a["top"], a["width"], a["height"]] for a in annotations] == expected, image["file_name"]
+        assert entry["bounding-box"]["image_size"][0] | {"depth": 3} == {"width": image["width"], "height": image["height"], "depth": 3}
+        assert entry["bounding-box-metadata"]["class-map"] == {str(annotations[0]["class_id"]): "raccoon"}
+
+    labels = run_cli("import-coco", tmp_path / "instances.json", "--images", RACCOON / "images",
+                     "--project", as_labels, "--create-project", "--as-labels", env=server.env)
+    assert labels.returncode == 0, labels.stderr
+    assert (stats(labels.stdout)["LabeledEntries"], stats(labels.stdout)["TotalLabels"]) == ("30", "1")
+    (label,) = rekognition.list_dataset_labels(DatasetArn=project_datasets(rekognition, as_labels)["TRAIN"])["DatasetLabelDescriptions"]
+    assert label == {"LabelName": "raccoon", "LabelStats": {"EntryCount": 30, "BoundingBoxCount": 0}}
 
 
 def test_importing_into_a_missing_project_is_refused(server):

@@ -1,14 +1,17 @@
 """Datasets and entries through the stock boto3 client, with real images."""
 from __future__ import annotations
 
+import asyncio
 import json
-import time
 import struct
+import uuid
 import zlib
 from pathlib import Path
 
 import pytest
 
+from customlabels.adapters.sqlite_events import SqliteEventBus
+from customlabels.ports.events import Message, dead_letter_topic
 from tests.support.api import (
     create_from_manifest,
     all_entries,
@@ -17,6 +20,7 @@ from tests.support.api import (
     jpeg,
     manifest,
     wait_dataset,
+    wait_for,
     wait_gone,
 )
 
@@ -67,12 +71,13 @@ def test_empty_dataset_lifecycle(rekognition, project):
 def test_dataset_appears_in_describe_projects(rekognition, project, unique):
     arn = rekognition.create_dataset(ProjectArn=project, DatasetType="TRAIN")["DatasetArn"]
     wait_dataset(rekognition, arn)
-    for _ in range(100):
+
+    def listed() -> list[dict]:  # the projects service learns of it from the datasets service's events
         (description,) = rekognition.describe_projects(ProjectNames=[unique])["ProjectDescriptions"]
-        if description["Datasets"] and description["Datasets"][0]["Status"] == "CREATE_COMPLETE":
-            break
-    assert description["Datasets"][0]["DatasetArn"] == arn
-    assert description["Datasets"][0]["DatasetType"] == "TRAIN"
+        return [d for d in description["Datasets"] if d["Status"] == "CREATE_COMPLETE"]
+
+    (dataset,) = wait_for(listed, 30, "DescribeProjects to list the dataset as CREATE_COMPLETE")
+    assert (dataset["DatasetArn"], dataset["DatasetType"]) == (arn, "TRAIN")
 
 
 def test_cat_bbox_manifest_imports_with_its_images(rekognition, objects, project, cat_images):
@@ -301,33 +306,26 @@ def test_unknown_dataset_and_bad_sources(rekognition, project):
 def test_tags_on_datasets(rekognition, project):
     arn = rekognition.create_dataset(ProjectArn=project, DatasetType="TRAIN", Tags={"origin": "test"})["DatasetArn"]
     wait_dataset(rekognition, arn)
-    for _ in range(100):
+
+    def tags() -> dict | None:  # the projects service keeps tags: it learns of the dataset from an event
         try:
-            tags = rekognition.list_tags_for_resource(ResourceArn=arn)["Tags"]
-            break
+            return rekognition.list_tags_for_resource(ResourceArn=arn)["Tags"]
         except rekognition.exceptions.ResourceNotFoundException:
-            continue
-    assert tags == {"origin": "test"}
+            return None
 
-
-def _wait_for(predicate, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+    assert wait_for(tags, 30, "the dataset's tags") == {"origin": "test"}
 
 
 def test_images_uploaded_under_a_watched_prefix_become_unlabeled_entries(rekognition, objects, unique):
     project = rekognition.create_project(ProjectName=unique)["ProjectArn"]
     train = rekognition.create_dataset(ProjectArn=project, DatasetType="TRAIN")["DatasetArn"]
     wait_dataset(rekognition, train)
-    objects.put("customlabels-images", f"{unique}/train/new.jpg", jpeg())
+    # Uploads to one bucket are handled one at a time, in the order they were stored: once the
+    # last one (new.jpg) is an entry, the two before it have been decided, and left out.
     objects.put("customlabels-images", f"{unique}/train/notes.txt", b"not an image")
     objects.put("customlabels-images", f"{unique}/elsewhere/other.jpg", jpeg())
-    entries = _wait_for(lambda: all_entries(rekognition, train))
+    objects.put("customlabels-images", f"{unique}/train/new.jpg", jpeg())
+    entries = wait_for(lambda: all_entries(rekognition, train), 30, "the uploaded image to become an entry")
     assert entries == [{"source-ref": f"s3://customlabels-images/{unique}/train/new.jpg"}]
     assert rekognition.describe_dataset(DatasetArn=train)["DatasetDescription"]["DatasetStats"]["TotalEntries"] == 1
 
@@ -337,9 +335,58 @@ def test_images_uploaded_under_a_watched_prefix_become_unlabeled_entries(rekogni
     wait_dataset(rekognition, train)
     objects.put("customlabels-images", f"{unique}/train/new.jpg", jpeg())
     objects.put("customlabels-images", f"{unique}/train/marker.jpg", jpeg())
-    _wait_for(lambda: len(all_entries(rekognition, train)) == 2)
+    wait_for(lambda: len(all_entries(rekognition, train)) == 2, 30, "marker.jpg, uploaded after new.jpg, to be an entry")
     by_ref = {e["source-ref"]: e for e in all_entries(rekognition, train)}
     assert by_ref[labeled["source-ref"]] == labeled
+
+
+async def _publish(events_file: Path, message: Message) -> None:
+    """Publish as another process does: straight into the embedded server's event log."""
+    bus = SqliteEventBus(events_file)
+    await bus.start()
+    try:
+        await bus.publish([message])
+    finally:
+        await bus.close()
+
+
+async def _dead_letter(events_file: Path, topic: str, message_id: str, group: str, timeout: float = 60) -> Message:
+    """The message ``message_id`` from ``topic``'s dead-letter topic, as an operator's consumer group reads it."""
+    bus = SqliteEventBus(events_file, poll_seconds=0.05)
+    await bus.start()
+    found: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    async def handler(message: Message) -> None:
+        if message.id == message_id and not found.done():
+            found.set_result(message)
+
+    try:
+        await bus.subscribe(group, [dead_letter_topic(topic)], handler)  # a new group reads from the oldest event
+        return await asyncio.wait_for(found, timeout)
+    finally:
+        await bus.close()
+
+
+def test_a_poison_event_on_a_service_topic_is_dead_lettered_and_the_next_event_is_still_handled(
+        server, rekognition, objects, unique):
+    """An ImageUploaded the datasets service can never read goes, after its attempts, to the topic's
+    dead-letter topic; the upload published after it on the same topic (and key) still becomes an entry."""
+    project = rekognition.create_project(ProjectName=unique)["ProjectArn"]
+    train = rekognition.create_dataset(ProjectArn=project, DatasetType="TRAIN")["DatasetArn"]
+    wait_dataset(rekognition, train)
+    events = server.data_dir / "events.sqlite"
+    poison = Message(topic="objects", key="customlabels-images", id=uuid.uuid4().hex, type="ImageUploaded",
+                     payload={"bucket": "customlabels-images", "object_key": f"{unique}/train/poison.jpg",
+                              "size": "not a number"})
+    asyncio.run(_publish(events, poison))
+    objects.put("customlabels-images", f"{unique}/train/after.jpg", jpeg())  # the next event on that topic and key
+
+    entries = wait_for(lambda: all_entries(rekognition, train), 60, "the upload after the poison to become an entry")
+    assert entries == [{"source-ref": f"s3://customlabels-images/{unique}/train/after.jpg"}]
+    dead = asyncio.run(_dead_letter(events, "objects", poison.id, group=f"{unique}-operators"))
+    assert (dead.type, dead.payload) == (poison.type, poison.payload)
+    assert dead.headers["original-topic"] == "objects" and dead.headers["group"] == "datasets--objects"
+    assert int(dead.headers["attempts"]) >= 2 and "size" in dead.headers["error"]  # pydantic names the bad field
 
 
 def test_uploads_while_a_job_runs_wait_for_it(rekognition, objects, unique, flowers):
@@ -348,7 +395,8 @@ def test_uploads_while_a_job_runs_wait_for_it(rekognition, objects, unique, flow
     train = create_from_manifest(rekognition, objects, project, "flowers", lines)
     objects.put("customlabels-images", f"{unique}/train/during.jpg", jpeg())  # while the import runs
     assert wait_dataset(rekognition, train)["Status"] == "CREATE_COMPLETE"
-    refs = _wait_for(lambda: {e["source-ref"] for e in all_entries(rekognition, train)} if len(all_entries(rekognition, train)) == 51 else None)
+    refs = wait_for(lambda: {e["source-ref"] for e in all_entries(rekognition, train)} if len(all_entries(rekognition, train)) == 51 else None,
+                    30, "the upload that waited for the import to be an entry")
     assert f"s3://customlabels-images/{unique}/train/during.jpg" in refs
     stats = rekognition.describe_dataset(DatasetArn=train)["DatasetDescription"]["DatasetStats"]
     assert (stats["TotalEntries"], stats["LabeledEntries"]) == (51, 50)

@@ -6,7 +6,9 @@ import time
 
 import pytest
 
+from services.datasets.records import IMAGES, JOBS
 from tests.support.api import all_entries, classification_line, jpeg, manifest, wait_dataset
+from tests.support.peek import documents
 from tests.support.server import ServerProcess
 
 LINES = 5000
@@ -46,6 +48,17 @@ def _upload_images(objects, count: int) -> list[dict]:
     return [classification_line("bulk", key, f"label{i % 7}") for i, key in enumerate(keys)]
 
 
+def import_job(data_dir, dataset: str) -> dict:
+    """The datasets service's job document for the import into ``dataset``, as stored."""
+    (job,) = [j for j in documents(data_dir, f"datasets.{JOBS}") if j["dataset_arn"] == dataset and j["kind"] == "import"]
+    return job
+
+
+def images_checked(data_dir, bucket: str) -> int:
+    """How many of ``bucket``'s images the import's validation pass has checked (its per-object cache)."""
+    return sum(1 for doc in documents(data_dir, f"datasets.{IMAGES}") if doc["_id"].startswith(bucket + "/"))
+
+
 @pytest.mark.parametrize("phase", ["validating", "writing"])
 def test_kill_9_during_a_5000_line_import(own_server, phase):
     client, objects = own_server.rekognition(), own_server.objects()
@@ -57,13 +70,27 @@ def test_kill_9_during_a_5000_line_import(own_server, phase):
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        message = client.describe_dataset(DatasetArn=dataset)["DatasetDescription"].get("StatusMessage") or ""
-        if phase == "validating" or message.startswith("Importing:"):
+        if phase == "validating":
+            reached = images_checked(own_server.data_dir, "bulk") > 0  # the first batch of images is checked
+        else:
+            message = client.describe_dataset(DatasetArn=dataset)["DatasetDescription"].get("StatusMessage") or ""
+            reached = message.startswith("Importing:")
+        if reached:
             break
         time.sleep(0.01)
     else:
-        pytest.fail("the import never reached its writing phase")
+        pytest.fail(f"the import never reached its {phase} phase")
     own_server.kill()
+
+    # Where the dead process left the job: proof that it was killed in the middle of that phase.
+    job = import_job(own_server.data_dir, dataset)
+    if phase == "validating":
+        assert job["phase"] == "validate", job
+        assert 0 < images_checked(own_server.data_dir, "bulk") < LINES
+    else:
+        assert job["phase"] == "write", job
+        assert 0 < job["checkpoint"] < LINES, job
+    assert job["attempts"] == 1, job
 
     own_server.start()
     client = own_server.rekognition()

@@ -4,10 +4,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
+import re
 import subprocess
 import urllib.error
 import urllib.request
+import uuid
 from unittest import mock
+from xml.etree import ElementTree as ET
 
 import pytest
 from botocore.auth import S3SigV4Auth, SigV4Auth
@@ -15,8 +19,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from customlabels.config import DEV_ACCESS_KEY, DEV_SECRET_KEY
-from tests.support.api import jpeg
-from tests.support.server import ServerProcess
+from tests.support.api import classification_line, jpeg, manifest, wait_dataset
+from tests.support.server import REPO, ServerProcess
 
 TARGET = "RekognitionService."
 
@@ -136,28 +140,51 @@ def signed_object_request(server, method, path, data=b"", *, secret=DEV_SECRET_K
 
 def test_put_and_get_object(server, unique):
     image = jpeg()
-    status, body = signed_object_request(server, "PUT", f"/objects/{unique}/images/a%20cat.jpg", image)
-    assert status == 200
-    assert json.loads(body) == {"Bucket": unique, "Key": "images/a cat.jpg", "Size": len(image),
-                                "Sha256": hashlib.sha256(image).hexdigest()}
+    assert signed_object_request(server, "PUT", f"/objects/{unique}/images/a%20cat.jpg", image) == (200, b"")  # S3's
     assert signed_object_request(server, "GET", f"/objects/{unique}/images/a%20cat.jpg") == (200, image)
     status, body = signed_object_request(server, "GET", f"/objects/{unique}/images/nothing.jpg")
-    assert status == 404 and json.loads(body)["__type"] == "NoSuchKey"
+    assert status == 404 and s3_code(body) == "NoSuchKey"
+
+
+def s3_code(body: bytes) -> str:
+    """The code of an S3 error answer (``<Error><Code>``)."""
+    return ET.fromstring(body).findtext("Code")
+
+
+def files_holding(root, data: bytes, skip=(".git", ".venv", "weights", "__pycache__")) -> list[str]:
+    """Every file under ``root`` (links not followed, folders named in ``skip`` left out) whose content is ``data``."""
+    found = []
+    for folder, folders, names in os.walk(root):
+        folders[:] = [f for f in folders if f not in skip]
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                if os.path.isfile(path) and not os.path.islink(path) and os.path.getsize(path) == len(data):
+                    with open(path, "rb") as f:
+                        if f.read() == data:
+                            found.append(path)
+            except OSError:
+                continue  # a temporary file renamed meanwhile
+    return found
 
 
 @pytest.mark.parametrize("path", ["/objects/b0cket/../etc/passwd", "/objects/b0cket/a/%2E%2E/%2E%2E/x", "/objects/b0cket//etc/passwd",
                                   "/objects/b0cket/a%5C..%5Cx"])
-def test_object_keys_cannot_escape_their_bucket(server, path):
-    status, body = signed_object_request(server, "PUT", path, b"data")
+def test_object_keys_cannot_escape_their_bucket(server, tmp_path_factory, path):
+    payload = f"escape probe {uuid.uuid4()}".encode()  # written nowhere else, so any copy of it is this PUT's
+    status, body = signed_object_request(server, "PUT", path, payload)
     assert status in (400, 404)
     if status == 400:
-        assert json.loads(body)["__type"] == "InvalidObjectKey"
-    assert not (server.data_dir / "objects" / "etc").exists()
+        assert s3_code(body) == "InvalidArgument"
+    # Refused, so stored nowhere: not in a bucket, not beside the data folder (anywhere in this run's
+    # temporary folders, the server's data among them), not in the server's working folder.
+    for root in (tmp_path_factory.getbasetemp(), REPO):
+        assert files_holding(root, payload) == [], f"{path} was written under {root}"
 
 
 def test_object_writes_need_a_valid_signature(server, unique):
     status, body = signed_object_request(server, "PUT", f"/objects/{unique}/x.jpg", b"data", secret="wrong")
-    assert status == 403 and json.loads(body)["__type"] == "InvalidSignatureException"
+    assert status == 403 and s3_code(body) == "SignatureDoesNotMatch"
     assert signed_object_request(server, "GET", f"/objects/{unique}/x.jpg")[0] == 404
     unsigned = urllib.request.Request(f"{server.endpoint}/objects/{unique}/y.jpg", data=b"data", method="PUT")
     with pytest.raises(urllib.error.HTTPError) as e:
@@ -169,7 +196,7 @@ def test_oversize_object_is_refused_and_not_stored(tmp_path):
     small = ServerProcess(tmp_path / "data", extra_env={"CUSTOMLABELS_MAX_OBJECT_BYTES": "1000"}).start()
     try:
         status, body = signed_object_request(small, "PUT", "/objects/images/big.jpg", b"x" * 2000)
-        assert status == 413 and json.loads(body)["__type"] == "EntityTooLarge"
+        assert status == 413 and s3_code(body) == "EntityTooLarge"
         assert signed_object_request(small, "GET", "/objects/images/big.jpg")[0] == 404
         assert signed_object_request(small, "PUT", "/objects/images/ok.jpg", b"x" * 1000)[0] == 200
     finally:
@@ -177,27 +204,30 @@ def test_oversize_object_is_refused_and_not_stored(tmp_path):
 
 
 def test_unknown_paths_and_methods_are_json_errors_with_request_ids(server):
-    for method, path in (("GET", "/"), ("GET", "/nothing"), ("DELETE", "/objects/abc/key")):
+    for method, path in (("GET", "/"), ("GET", "/nothing"), ("PATCH", "/objects/abc/key")):
         request = urllib.request.Request(server.endpoint + path, method=method)
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(request)
         assert e.value.code in (404, 405)
         assert e.value.headers["x-amzn-RequestId"]
-        assert json.loads(e.value.read())["message"]
+        body = e.value.read()  # S3's XML on the object routes
+        assert (s3_code(body) if path.startswith("/objects/") else json.loads(body)["message"])
 
 
 def test_internal_bucket_is_not_reachable(server):
     status, body = signed_object_request(server, "GET", "/objects/customlabels-internal/jobs/x.manifest")
-    assert status == 403 and json.loads(body)["__type"] == "AccessDeniedException"
+    assert status == 403 and s3_code(body) == "AccessDenied"
 
 
 def test_aws_cli_works_unchanged(server, unique):
     env = {**server.env, "AWS_DEFAULT_REGION": "us-east-1"}
     cli = [str(server_python_bin("aws")), "--endpoint-url", server.endpoint, "rekognition"]
     out = subprocess.run([*cli, "create-project", "--project-name", unique], env=env, capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout)["ProjectArn"].endswith("/" + json.loads(out.stdout)["ProjectArn"].rsplit("/", 1)[1])
+    arn = json.loads(out.stdout)["ProjectArn"]
+    assert re.fullmatch(rf"arn:aws:rekognition:us-east-1:\d{{12}}:project/{unique}/\d{{13}}", arn), arn
     out = subprocess.run([*cli, "describe-projects", "--project-names", unique], env=env, capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout)["ProjectDescriptions"][0]["Status"] == "CREATED"
+    (described,) = json.loads(out.stdout)["ProjectDescriptions"]
+    assert (described["ProjectArn"], described["Status"]) == (arn, "CREATED")
 
 
 def server_python_bin(name: str):
@@ -205,3 +235,42 @@ def server_python_bin(name: str):
     from pathlib import Path
 
     return Path(sys.executable).parent / name
+
+
+def test_a_pagination_token_signed_with_another_secret_is_refused(tmp_path):
+    """NextToken is signed with CUSTOMLABELS_TOKEN_SECRET: a server (or replica) with another secret refuses
+    it, and the same server with the first secret again takes it (so the secret is what refused it)."""
+    server = ServerProcess(tmp_path / "data", extra_env={"CUSTOMLABELS_TOKEN_SECRET": "the-first-secret"}).start()
+    try:
+        client, objects = server.rekognition(), server.objects()
+        for name in ("first", "second", "third"):
+            client.create_project(ProjectName=name)
+        objects.put_many("images", [(f"{i}.jpg", jpeg()) for i in range(4)])
+        objects.put("images", "m.manifest", manifest([classification_line("images", f"{i}.jpg", "cat") for i in range(4)]))
+        dataset = client.create_dataset(ProjectArn=client.describe_projects(ProjectNames=["first"])["ProjectDescriptions"][0]["ProjectArn"],
+                                        DatasetType="TRAIN", DatasetSource={
+                                            "GroundTruthManifest": {"S3Object": {"Bucket": "images", "Name": "m.manifest"}}})["DatasetArn"]
+        wait_dataset(client, dataset)
+        pages = {
+            "DescribeProjects": lambda **token: client.describe_projects(MaxResults=1, **token)["ProjectDescriptions"],
+            "ListDatasetEntries": lambda **token: client.list_dataset_entries(DatasetArn=dataset, MaxResults=2, **token)["DatasetEntries"],
+        }
+        tokens = {"DescribeProjects": client.describe_projects(MaxResults=1)["NextToken"],
+                  "ListDatasetEntries": client.list_dataset_entries(DatasetArn=dataset, MaxResults=2)["NextToken"]}
+        second_pages = {name: page(NextToken=tokens[name]) for name, page in pages.items()}
+
+        server.extra_env["CUSTOMLABELS_TOKEN_SECRET"] = "another-secret"
+        server.restart()
+        client = server.rekognition()
+        for name, page in pages.items():
+            with pytest.raises(client.exceptions.InvalidPaginationTokenException):
+                page(NextToken=tokens[name])
+        fresh = client.describe_projects(MaxResults=1)["NextToken"]  # its own tokens work
+        assert fresh != tokens["DescribeProjects"] and pages["DescribeProjects"](NextToken=fresh) == second_pages["DescribeProjects"]
+
+        server.extra_env["CUSTOMLABELS_TOKEN_SECRET"] = "the-first-secret"
+        server.restart()
+        client = server.rekognition()
+        assert {name: page(NextToken=tokens[name]) for name, page in pages.items()} == second_pages
+    finally:
+        server.stop()

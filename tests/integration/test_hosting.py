@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import signal
 import struct
@@ -21,14 +22,16 @@ import pytest
 from botocore.exceptions import ClientError, WaiterError
 from PIL import Image
 
-from customlabels.ml.artifact import MODELS_BUCKET, ONNX_NAME, artifact_prefix
+from customlabels.ml.runtime.artifact import MODELS_BUCKET, ONNX_NAME, artifact_prefix
 
 from services.cli import hosting_commands
 from tests.support.api import error_code
+from tests.support.evaluation import listed
 from tests.support.models import (
     HOSTING_ENV,
     SCALE_TO_ZERO_TAG,
     SignedDetect,
+    UNIT_CAPACITY,
     TrainedVersion,
     alive,
     client,
@@ -42,6 +45,7 @@ from tests.support.models import (
     wait_status,
 )
 from tests.support.server import ServerProcess
+from tests.support.training import cli, readme_snippet
 
 pytestmark = pytest.mark.slow
 
@@ -169,27 +173,72 @@ def test_start_detect_stop_with_boto3(stopped_after, hosting_server):
         rek.detect_custom_labels(ProjectVersionArn=version.version_arn, Image={"Bytes": photos[0][1]})
 
 
+def assert_answers_as_evaluated(rek, version_arn: str, snapshot: list[dict]) -> None:
+    """Each test image of the evaluation ``snapshot`` gets, from ``version_arn``, the evaluation's answer exactly:
+    its reported labels and confidences, and (MinConfidence=0) the score of every label the line lists."""
+    assert snapshot
+    for line in snapshot:
+        bucket, _, key = line["source-ref"].removeprefix("s3://").partition("/")
+        predictions = listed(line)
+        reported = sorted(((p.label, round(100 * p.confidence, 3)) for p in predictions if p.reported),
+                          key=lambda item: -item[1])
+        image = {"S3Object": {"Bucket": bucket, "Name": key}}
+        answer = rek.detect_custom_labels(ProjectVersionArn=version_arn, Image=image)
+        assert labels_of(answer) == reported, line["source-ref"]
+        every = dict(labels_of(rek.detect_custom_labels(ProjectVersionArn=version_arn, Image=image, MinConfidence=0)))
+        for p in predictions:  # false negatives too: the score under the threshold
+            assert every[p.label] == round(100 * p.confidence, 3), line["source-ref"]
+
+
 def test_answers_reproduce_the_evaluation_snapshot(stopped_after, hosting_server):
     """One artifact, one answer: each test image's labels and confidences are the evaluation's, exactly."""
     version = stopped_after
     start(version)
-    rek = hosting_server.rekognition()
     assert len(version.snapshot) == 40
-    for line in version.snapshot:
-        bucket, _, key = line["source-ref"].removeprefix("s3://").partition("/")
-        predictions = [value for name, value in line.items()
-                       if name.startswith("rekognition-custom-labels-evaluation") and name.endswith("-metadata")]
-        reported = sorted(((p["class-name"], round(100 * p["confidence"], 3)) for p in predictions
-                           if p["rekognition-custom-labels-evaluation-details"]["is-true-positive"]
-                           or p["rekognition-custom-labels-evaluation-details"]["is-false-positive"]),
-                          key=lambda item: -item[1])
-        image = {"S3Object": {"Bucket": bucket, "Name": key}}
-        answer = rek.detect_custom_labels(ProjectVersionArn=version.version_arn, Image=image)
-        assert labels_of(answer) == reported, line["source-ref"]
-        every = dict(labels_of(rek.detect_custom_labels(ProjectVersionArn=version.version_arn, Image=image,
+    assert_answers_as_evaluated(hosting_server.rekognition(), version.version_arn, version.snapshot)
+
+
+def test_a_copied_version_runs_and_answers_as_its_source(flowers_model, hosting_server, unique):
+    """CopyProjectVersion into another project; the copy, started, gives the source's evaluated answers."""
+    rek = hosting_server.rekognition()
+    destination = rek.create_project(ProjectName=unique)["ProjectArn"]
+    arn = rek.copy_project_version(
+        SourceProjectArn=flowers_model.project_arn, SourceProjectVersionArn=flowers_model.version_arn,
+        DestinationProjectArn=destination, VersionName="copy",
+        OutputConfig={"S3Bucket": "customlabels-output", "S3KeyPrefix": "copies/"})["ProjectVersionArn"]
+    copy = TrainedVersion(hosting_server, destination, arn, "copy", {})
+    wait_status(copy, "COPYING_COMPLETED")
+    try:
+        start(copy)
+        assert_answers_as_evaluated(rek, arn, flowers_model.snapshot)
+    finally:
+        if copy.describe()["Status"] in ("STARTING", "RUNNING"):
+            stop(copy)
+    wait_for(lambda: not unit_pids(hosting_server), 15, "the copy's unit to exit")
+
+
+def test_the_readme_classify_agrees_with_detect_custom_labels(stopped_after, hosting_server, tmp_path):
+    """The README's plain-onnxruntime ``classify()`` on the exported model, thresholds included, gives
+    DetectCustomLabels' answer: the same labels, each with its Confidence divided by 100."""
+    version = stopped_after
+    exported = cli(hosting_server, "export", "--project", "hostflowers", "--version", "v1", "-o", str(tmp_path / "model"))
+    assert exported.returncode == 0, exported.stderr
+    classify = readme_snippet(tmp_path)["classify"]
+    thresholds = json.loads((tmp_path / "model" / "model.json").read_text())["thresholds"]
+    start(version)
+    rek = hosting_server.rekognition()
+    for n, (label, data) in enumerate(flower_photos(per_label=4)):
+        path = tmp_path / f"{label}-{n}.jpg"
+        path.write_bytes(data)
+        every = dict(labels_of(rek.detect_custom_labels(ProjectVersionArn=version.version_arn, Image={"Bytes": data},
                                                         MinConfidence=0)))
-        for p in predictions:  # false negatives too: the score under the threshold
-            assert every[p["class-name"]] == round(100 * p["confidence"], 3), line["source-ref"]
+        shown = dict(labels_of(rek.detect_custom_labels(ProjectVersionArn=version.version_arn, Image={"Bytes": data})))
+        mine = classify(str(path))
+        # a score within float noise of its threshold could go either way (the threshold is one of the scores)
+        clear = {name for name, confidence in every.items() if abs(confidence / 100 - thresholds[name]) > 1e-4}
+        assert set(mine) & clear == set(shown) & clear, path.name
+        for name, score in mine.items():
+            assert 100 * score == pytest.approx(every[name], abs=1e-3), (path.name, name)
 
 
 # --- errors ----------------------------------------------------------------------------------------
@@ -238,6 +287,7 @@ def test_errors_of_a_running_version(stopped_after, hosting_server):
         return error_code(caught)
 
     photo = flower_photos(1)[0][1]
+    before = rek.detect_custom_labels(ProjectVersionArn=arn, Image={"Bytes": photo}, MinConfidence=0)["CustomLabels"]
     assert refused({"Bytes": photo + b"\0" * (4 * 1024 * 1024)}) == "ImageTooLargeException"  # over 4 MB
     assert refused({"Bytes": _png_header_only(20000, 20000)}) == "ImageTooLargeException"  # a bomb, seen in the unit
     assert refused({"Bytes": b"GIF89a" + b"\0" * 100}) == "InvalidImageFormatException"
@@ -247,8 +297,8 @@ def test_errors_of_a_running_version(stopped_after, hosting_server):
     assert refused({}) == "InvalidParameterException"
     assert refused({"Bytes": photo, "S3Object": {"Bucket": "hosting-images", "Name": "a.jpg"}}) == \
         "InvalidParameterException"
-    # the model is unharmed
-    assert rek.detect_custom_labels(ProjectVersionArn=arn, Image={"Bytes": photo})["CustomLabels"]
+    # the model is unharmed: the same answer as before, from the same one unit
+    assert rek.detect_custom_labels(ProjectVersionArn=arn, Image={"Bytes": photo}, MinConfidence=0)["CustomLabels"] == before
     assert len(unit_pids(hosting_server)) == 1
 
 
@@ -280,7 +330,8 @@ def test_a_model_whose_units_cannot_start_is_failed_with_the_reason(flowers_mode
 def test_dozens_of_parallel_callers_each_get_their_own_answer(stopped_after, hosting_server):
     version = stopped_after
     start(version, min_units=2)
-    rek = client(hosting_server, pool=48)
+    callers = 2 * UNIT_CAPACITY  # as many as the two units take in flight: none is throttled
+    rek = client(hosting_server, pool=callers)
     photos = flower_photos(per_label=4)
     expected = expected_answers(rek, version.version_arn, photos)
     assert len({tuple(answer) for answer in expected.values()}) == len(photos)  # every photo answers differently
@@ -296,35 +347,42 @@ def test_dozens_of_parallel_callers_each_get_their_own_answer(stopped_after, hos
             if labels_of(answer) != expected[index]:
                 wrong.append((index, labels_of(answer)))
 
-    threads = [threading.Thread(target=caller, args=(n,)) for n in range(48)]
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(callers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(120)
-    assert sum(done.values()) == 48 * 6 and not wrong
+    assert sum(done.values()) == callers * 6 and not wrong
     batches = metric(hosting_server, "customlabels_inference_batch_size_count", version=version.version_arn)
     assert batches > batches_before
 
 
 def test_scales_out_to_the_maximum_throttles_beyond_it_and_scales_back_in(stopped_after, hosting_server):
+    """Capacity is explicit (``UNIT_CAPACITY`` requests in flight per unit, see ``HOSTING_ENV``): twice what
+    the maximum of two units takes keeps callers waiting on any CPU, so the throttling does not depend on speed."""
     version = stopped_after
     start(version, min_units=1, max_units=2)
     def units() -> float:
         return metric(hosting_server, "customlabels_inference_units", version=version.version_arn)
 
+    def in_flight() -> float:
+        return metric(hosting_server, "customlabels_detect_in_flight", version=version.version_arn)
+
     photos = flower_photos(per_label=2)
     expected = expected_answers(hosting_server.rekognition(), version.version_arn, photos)
     assert units() == 1
-    seen = set()
-    with Load(hosting_server, version.version_arn, photos, threads=72, expected=expected) as load:
+    seen, most_in_flight = set(), 0.0
+    with Load(hosting_server, version.version_arn, photos, threads=4 * UNIT_CAPACITY, expected=expected) as load:
         wait_for(lambda: units() == 2, 30, "a second unit under load")
         reached = time.monotonic()
-        deadline = reached + 15
+        deadline = reached + 30
         while time.monotonic() < deadline and load.latest_throttle < reached + 0.5:
             seen.add(units())
+            most_in_flight = max(most_in_flight, in_flight())
             time.sleep(0.1)
     assert seen <= {2}, f"units outside [1, 2]: {seen}"
     assert load.latest_throttle > reached, "no ThrottlingException at the maximum"
+    assert 0 < most_in_flight <= 2 * UNIT_CAPACITY, f"{most_in_flight} requests in flight on 2 units"
     assert not load.wrong
     assert set(load.results) == {"ok", "ThrottlingException"}, load.results
     assert load.results["ok"] >= 20
@@ -450,14 +508,17 @@ def test_cli_start_detect_draw_stop(stopped_after, hosting_server, tmp_path, cap
 def test_units_die_with_a_killed_service_and_come_back_with_it(flowers_model, hosting_server):
     """kill -9 of the server leaves no unit behind; restarted, it brings the RUNNING version's units back."""
     start(flowers_model, min_units=1)
+    photo = flower_photos(1)[0][1]
+    before = hosting_server.rekognition().detect_custom_labels(
+        ProjectVersionArn=flowers_model.version_arn, Image={"Bytes": photo}, MinConfidence=0)["CustomLabels"]
     units = unit_pids(hosting_server)
     hosting_server.kill()
     wait_for(lambda: not any(alive(pid) for pid in units), 10, "the orphaned units to exit")
     hosting_server.start()
     assert flowers_model.describe()["Status"] == "RUNNING"
     answer = hosting_server.rekognition().detect_custom_labels(
-        ProjectVersionArn=flowers_model.version_arn, Image={"Bytes": flower_photos(1)[0][1]})
-    assert answer["CustomLabels"]
+        ProjectVersionArn=flowers_model.version_arn, Image={"Bytes": photo}, MinConfidence=0)
+    assert answer["CustomLabels"] == before  # the same model, answering as before the kill
     assert len(unit_pids(hosting_server)) == 1
     stop(flowers_model)
     wait_for(lambda: not unit_pids(hosting_server), 10, "the units to exit")

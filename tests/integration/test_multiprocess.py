@@ -192,7 +192,10 @@ def trained_version(every_service, flowers) -> dict:
 def test_a_version_is_trained_and_evaluated_by_their_own_processes(trained_version):
     assert trained_version["Status"] == "TRAINING_COMPLETED", trained_version["StatusMessage"]
     assert 0.5 < trained_version["EvaluationResult"]["F1Score"] <= 1
-    assert 1 <= trained_version["BillableTrainingTimeInSeconds"] <= int(TRAINING_SECONDS) + 5
+    # Billed: the training itself, within the version's life (a loaded machine's overrun is bench-train's to measure).
+    billable = trained_version["BillableTrainingTimeInSeconds"]
+    elapsed = (trained_version["TrainingEndTimestamp"] - trained_version["CreationTimestamp"]).total_seconds()
+    assert 1 <= billable <= elapsed + 1, (billable, elapsed)
     assert trained_version["EvaluationResult"]["Summary"]["S3Object"]["Bucket"] == OUTPUT["S3Bucket"]
 
 
@@ -249,3 +252,49 @@ def test_kill_9_of_the_training_service_during_training(every_service, flowers):
     snapshot = description["TrainingDataResult"]["Input"]["Assets"][0]["GroundTruthManifest"]["S3Object"]
     written = every_service.s3.client().stat_object(snapshot["Bucket"], snapshot["Name"]).last_modified
     assert written < killed_at, f"the snapshot was taken again after the kill ({written} >= {killed_at})"
+
+
+def test_captured_predictions_survive_the_feedback_and_hosting_services_being_killed(every_service, flowers, trained_version):
+    """kill -9 of the feedback process: what hosting captured meanwhile waits on Kafka and opens its
+    loops once feedback is back. kill -9 of hosting: the same images again (a client's retries)
+    open nothing new. An answer becomes an entry of the project's TRAIN dataset."""
+    from tests.support.feedback import client as stock_client, create_flow, review, wait_for
+
+    endpoint = every_service.gateway.endpoint
+    rekognition, sagemaker = every_service.gateway.rekognition(), stock_client(endpoint, "sagemaker")
+    flow = create_flow(sagemaker, "every-prediction")  # no conditions: every answer is reviewed
+    arn = trained_version["ProjectVersionArn"]
+    rekognition.tag_resource(ResourceArn=arn, Tags={"customlabels:flow-definition": flow})
+    rekognition.start_project_version(ProjectVersionArn=arn, MinInferenceUnits=1)
+    rekognition.get_waiter("project_version_running").wait(ProjectArn=flowers, VersionNames=["v1"],
+                                                            WaiterConfig={"Delay": 0.5, "MaxAttempts": 240})
+    photos = [path.read_bytes() for path in sorted((DATASETS / "flowers-small" / "sunflowers").glob("*.jpg"))[-4:]]
+
+    def loops() -> list[str]:
+        found = stock_client(endpoint, "sagemaker-a2i-runtime").list_human_loops(FlowDefinitionArn=flow)
+        return sorted(s["HumanLoopName"] for s in found["HumanLoopSummaries"])
+
+    every_service.processes["feedback"].kill()
+    for photo in photos[:3]:
+        rekognition.detect_custom_labels(ProjectVersionArn=arn, Image={"Bytes": photo})
+    every_service.processes["feedback"].start()
+    before = wait_for(loops, lambda found: len(found) == 3, "the loops captured while feedback was down", timeout=120)
+
+    every_service.processes["hosting"].kill()
+    every_service.processes["hosting"].start()
+    # a new image shows capture works again (once hosting has read the binding); the old ones are retries
+    wait_for(lambda: (rekognition.detect_custom_labels(ProjectVersionArn=arn, Image={"Bytes": photos[3]}), loops())[1],
+             lambda found: len(found) == 4, "capture after hosting's restart", timeout=120, interval=1)
+    for photo in photos[:3]:
+        rekognition.detect_custom_labels(ProjectVersionArn=arn, Image={"Bytes": photo})
+    time.sleep(3)
+    after = loops()
+    assert len(after) == 4 and set(before) <= set(after), every_service.logs()
+
+    reviews = review(endpoint)
+    reviews.answer_review_task(HumanLoopName=before[0], WorkerId="tester", Verdict="CORRECT", Labels=[{"Name": "sunflowers"}])
+    dataset = rekognition.describe_projects(ProjectNames=["flowers"])["ProjectDescriptions"][0]["Datasets"][0]["DatasetArn"]
+    reviewed = wait_for(lambda: [e for e in all_entries(rekognition, dataset) if "reviewed-label" in e], bool,
+                        "the answer in TRAIN", timeout=60)
+    assert reviewed[0]["reviewed-label-metadata"]["customlabels-review"]["human-loop"] == before[0]
+    rekognition.stop_project_version(ProjectVersionArn=arn)

@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import json
-import re
-import time
 
-import numpy as np
 import pytest
 
+from customlabels.manifests import stored_line_targets
+from customlabels.ml.evaluation import Box, evaluate_detection
 from tests.support.api import classification_line, create_from_manifest, error_code, jpeg, wait_dataset
-from tests.support.server import DATASETS, REPO, ServerProcess
-from tests.support.training import BUDGET_TAG, OUTPUT, cli, import_flowers, project_arn, wait_version
+from tests.support.evaluation import EVALUATION, check_agreement, listed
+from tests.support.server import DATASETS
+from tests.support.training import BUDGET_TAG, OUTPUT, cli, import_flowers, project_arn, readme_snippet, wait_version
 
 pytestmark = pytest.mark.slow
 BUDGET = "20"
@@ -39,9 +39,13 @@ def _lines(objects, s3_object: dict) -> list[dict]:
 def test_trained_classifier_is_evaluated_as_the_reference_defines(flowers_version, rekognition, objects):
     arn, description, printed = flowers_version
     assert description["Status"] == "TRAINING_COMPLETED", description.get("StatusMessage")
-    assert description["EvaluationResult"]["F1Score"] >= 0.75  # 20 s on 2 cores; 0.90+ at 180 s (bench-train)
-    assert 1 <= description["BillableTrainingTimeInSeconds"] <= int(BUDGET) + 5
+    assert description["EvaluationResult"]["F1Score"] >= 0.75  # 20 s on 2 busy cores; 0.90+ at 180 s (bench-train)
     assert description["TrainingEndTimestamp"] > description["CreationTimestamp"]
+    # Billed: the training itself, within the version's life. How far a loaded machine overruns the budget is
+    # not asserted on the wall clock (make bench-train measures it); that the tag set the budget is (export test).
+    billable = description["BillableTrainingTimeInSeconds"]
+    elapsed = (description["TrainingEndTimestamp"] - description["CreationTimestamp"]).total_seconds()
+    assert 1 <= billable <= elapsed + 1, (billable, elapsed)
     # the waiter sees it too
     rekognition.get_waiter("project_version_training_completed").wait(ProjectArn=arn, VersionNames=["v1"])
 
@@ -60,6 +64,7 @@ def test_trained_classifier_is_evaluated_as_the_reference_defines(flowers_versio
     snapshot = _lines(objects, description["TestingDataResult"]["Output"]["Assets"][0]["GroundTruthManifest"]["S3Object"])
     assert len(snapshot) == 40
     assert all(any(k.startswith("rekognition-custom-labels-evaluation") for k in line) for line in snapshot)
+    check_agreement(description, summary, snapshot)
     manifest_summary = _get_json(objects, description["ManifestSummary"]["S3Object"])
     assert manifest_summary["statistics"]["training"]["valid_json_lines"] == 160
     assert manifest_summary["statistics"]["testing"]["valid_json_lines"] == 40
@@ -73,10 +78,9 @@ def test_export_runs_with_plain_onnxruntime_and_matches_the_evaluation(flowers_v
     card = json.loads((tmp_path / "model" / "model.json").read_text())
     assert card["task"] == "multiclass" and len(card["thresholds"]) == 5
     assert card["provenance"]["datasets"]["training"]["lines"] == 200
+    assert card["provenance"]["budget_seconds"] == int(BUDGET)  # the version's tag, not the server's default
 
-    snippet = re.search(r"<!-- onnx-snippet -->\s*```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)[1]
-    namespace: dict = {}
-    exec(compile(snippet.replace('"model/', f'"{tmp_path}/model/'), "README snippet", "exec"), namespace)
+    namespace = readme_snippet(tmp_path)
 
     snapshot = _lines(objects, description["TestingDataResult"]["Output"]["Assets"][0]["GroundTruthManifest"]["S3Object"])
     compared = 0
@@ -85,11 +89,16 @@ def test_export_runs_with_plain_onnxruntime_and_matches_the_evaluation(flowers_v
         path = tmp_path / "image.jpg"
         path.write_bytes(objects.get(bucket, key))
         scores = namespace["session"].run(None, {"images": namespace["model_input"](str(path))})[0][0]
+        assert float(scores.sum()) == pytest.approx(1, abs=1e-5)  # a softmax over the 5 labels
         by_label = dict(zip(card["labels"], scores))
-        for attribute, meta in line.items():
-            if attribute.startswith("rekognition-custom-labels-evaluation") and attribute.endswith("-metadata"):
-                assert by_label[meta["class-name"]] == pytest.approx(meta["confidence"], abs=1e-4)
-                compared += 1
+        for p in listed(line):
+            assert by_label[p.label] == pytest.approx(p.confidence, abs=1e-4)
+            compared += 1
+        # the README's classify(): the labels at or above their thresholds, which are the snapshot's reported ones
+        # (a score within float noise of its threshold could go either way: the threshold is one of the scores)
+        shown, reported = set(namespace["classify"](str(path))), {p.label for p in listed(line) if p.reported}
+        clear = {label for label, score in by_label.items() if abs(score - card["thresholds"][label]) > 1e-4}
+        assert shown & clear == reported & clear, line["source-ref"]
     assert compared >= 12
 
 
@@ -210,37 +219,6 @@ def test_copy_to_another_project(flowers_version, rekognition, unique):
             DestinationProjectArn=destination, VersionName="again", OutputConfig=OUTPUT)
 
 
-def test_a_killed_worker_is_replaced_and_the_version_completes(tmp_path):
-    """kill -9 during training; the restarted process resumes the job from its snapshot."""
-    server = ServerProcess(tmp_path / "data").start()
-    try:
-        client = server.rekognition()
-        import_flowers(server, "killed")
-        arn = project_arn(client, "killed")
-        client.create_project_version(ProjectArn=arn, VersionName="v1", OutputConfig=OUTPUT, Tags={BUDGET_TAG: "30"})
-        deadline = time.monotonic() + 120
-        while not client.describe_project_versions(ProjectArn=arn)["ProjectVersionDescriptions"][0]["StatusMessage"].startswith("Training ("):
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        server.kill()
-        server.start()
-        client = server.rekognition()
-        description = wait_version(client, arn, "v1")
-        assert description["Status"] == "TRAINING_COMPLETED", description["StatusMessage"]
-        assert description["EvaluationResult"]["F1Score"] > 0.5
-        assert len(client.describe_project_versions(ProjectArn=arn)["ProjectVersionDescriptions"]) == 1
-    finally:
-        server.stop()
-
-
-def test_scores_are_probabilities(flowers_version, objects):
-    _, description, _ = flowers_version
-    snapshot = _lines(objects, description["TestingDataResult"]["Output"]["Assets"][0]["GroundTruthManifest"]["S3Object"])
-    confidences = np.array([meta["confidence"] for line in snapshot for key, meta in line.items()
-                            if key.startswith("rekognition-custom-labels-evaluation") and key.endswith("-metadata")])
-    assert ((confidences >= 0) & (confidences <= 1)).all()
-
-
 @pytest.fixture(scope="session")
 def boards_version(server, tmp_path_factory):
     """60 microcontroller photos (4 board types, boxes) trained 40 s: an object-localization version."""
@@ -261,18 +239,55 @@ def test_boxes_train_a_detector_evaluated_per_box(boards_version, objects, serve
     assert description["Status"] == "TRAINING_COMPLETED", description.get("StatusMessage")
     summary = _get_json(objects, description["EvaluationResult"]["Summary"]["S3Object"])
     aggregated = summary["AggregatedEvaluationResults"]
-    assert 0 <= aggregated["AveragePrecision"] <= 1 and 0 <= aggregated["AverageRecall"] <= 1
     assert "ConfusionMatrix" not in aggregated
     assert description["EvaluationResult"]["F1Score"] > 0.05  # 40 s on 2 busy cores: weak, but far above chance (~0)
     assert len(summary["LabelEvaluationResults"]) == 4
     snapshot = _lines(objects, description["TestingDataResult"]["Output"]["Assets"][0]["GroundTruthManifest"]["S3Object"])
     assert len(snapshot) == summary["EvaluationDetails"]["NumberOfTestingImages"] == 12
-    boxes = [obj for line in snapshot for obj in line["rekognition-custom-labels-evaluation-metadata"]["objects"]]
-    assert boxes and all("rekognition-custom-labels-evaluation-details" in obj for obj in boxes)
+    check_agreement(description, summary, snapshot)  # F1, per-label metrics and AverageRecall from the snapshot
     summary_file = _get_json(objects, description["ManifestSummary"]["S3Object"])
     assert summary_file["statistics"]["training"]["use_case"] == "OBJECT_LOCALIZATION"
 
-    exported = cli(server, "export", "--project", "trainboards", "--version", "v1", "-o", str(tmp_path))
+
+def test_the_exported_detector_scores_as_its_evaluation(boards_version, objects, server, tmp_path):
+    """Plain onnxruntime on the exported file, the README's preprocessing, the test images: the same boxes
+    and scores as the evaluation snapshot, hence the same AveragePrecision, AverageRecall and F1."""
+    arn, description = boards_version
+    exported = cli(server, "export", "--project", "trainboards", "--version", "v1", "-o", str(tmp_path / "model"))
     assert exported.returncode == 0, exported.stderr
-    card = json.loads((tmp_path / "model.json").read_text())
+    card = json.loads((tmp_path / "model" / "model.json").read_text())
     assert card["task"] == "detection" and sorted(card["thresholds"]) == sorted(card["labels"])
+    namespace = readme_snippet(tmp_path)
+    summary = _get_json(objects, description["EvaluationResult"]["Summary"]["S3Object"])
+    snapshot = _lines(objects, description["TestingDataResult"]["Output"]["Assets"][0]["GroundTruthManifest"]["S3Object"])
+
+    truth, found = [], []
+    for line in snapshot:
+        bucket, key = line["source-ref"][5:].split("/", 1)
+        path = tmp_path / "image.jpg"
+        path.write_bytes(objects.get(bucket, key))
+        boxes, scores, labels = namespace["session"].run(["boxes", "scores", "labels"],
+                                                         {"images": namespace["model_input"](str(path))})
+        entry = stored_line_targets({k: v for k, v in line.items() if not k.startswith(EVALUATION)})  # the ground truth
+        width, height = entry.image_size
+        truth.append([Box(label, *box) for label, *box in entry.boxes])
+        image = []
+        for (x0, y0, x1, y1), score, label in zip(boxes[0].tolist(), scores[0].tolist(), labels[0].tolist()):
+            if score > 0:  # the rest is padding
+                x0, y0 = min(max(x0, 0.0), 1.0), min(max(y0, 0.0), 1.0)  # ratios of the image, clipped to it
+                x1, y1 = min(max(x1, x0), 1.0), min(max(y1, y0), 1.0)
+                image.append(Box(card["labels"][int(label)], x0 * width, y0 * height, (x1 - x0) * width,
+                                 (y1 - y0) * height, score=min(score, 1.0)))
+        found.append(image)
+        # The boxes the snapshot reports are those the exported file finds at or above their label's threshold
+        # (one within float noise of the threshold may go either way: the threshold is one of the scores).
+        reported = [p for p in listed(line) if p.reported]
+        for p in reported:
+            assert any(b.label == p.label and abs(b.score - p.confidence) < 1e-4 for b in image), (line["source-ref"], p)
+        clearly_above = [b for b in image if b.score >= card["thresholds"][b.label] + 1e-4]
+        assert len(clearly_above) <= len(reported), line["source-ref"]
+    again = evaluate_detection(card["labels"], truth, found)
+    aggregated = summary["AggregatedEvaluationResults"]
+    assert (again.aggregate.average_precision, again.aggregate.average_recall, again.f1_score) == pytest.approx(
+        (aggregated["AveragePrecision"], aggregated["AverageRecall"], aggregated["F1Score"]), abs=1e-4)
+    assert {label: m.threshold for label, m in again.metrics.items()} == pytest.approx(card["thresholds"], abs=1e-4)

@@ -1,13 +1,34 @@
-"""Small helpers the API tests share: waiting, images, manifest lines."""
+"""Small helpers the API tests share: waiting, images, manifest lines.
+
+Waiting is polling against a deadline; running out of time is an
+AssertionError that names what was awaited (and the last answer), never a
+silent pass or a NameError.
+"""
 from __future__ import annotations
 
 import io
 import json
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from PIL import Image
 
+T = TypeVar("T")
+
 DONE = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "CREATE_FAILED", "UPDATE_FAILED"}
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
+    """``predicate()``'s first truthy answer, asked every ``interval`` seconds for up to ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last answer: {value!r})")
+        time.sleep(interval)
 
 
 def wait_dataset(client, arn: str, timeout: float = 120) -> dict:

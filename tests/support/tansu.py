@@ -8,20 +8,19 @@ for what it does and does not support with aiokafka (no idempotent producer,
 no transactions).
 
 ``ApacheKafkaContainer`` runs the official ``apache/kafka`` image (KRaft, one
-node) through testcontainers, for machines with a Docker engine;
-``docker_available()`` tells whether there is one.
+node) through testcontainers, for machines with a Docker engine
+(``tests.support.docker.docker_variant`` tells).
 """
 from __future__ import annotations
 
 import atexit
 import os
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-from tests.support.docker import docker_unavailable
+from tests.support import processes
 from tests.support.server import free_port
 
 TANSU_STARTUP_SECONDS = 10.0
@@ -90,21 +89,10 @@ class TansuBroker:
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it is still there after ``TANSU_STOP_SECONDS``."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(TANSU_STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        processes.stop(process, TANSU_STOP_SECONDS)
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return f"(no log at {self.log_path})"
-        return f"--- last {lines} lines of {self.log_path} ---\n" + "\n".join(text.splitlines()[-lines:])
+        return f"--- last {lines} lines of {self.log_path} ---\n" + processes.log_tail(self.log_path, lines)
 
     def __enter__(self) -> TansuBroker:
         return self.start()
@@ -115,12 +103,6 @@ class TansuBroker:
 
 # --- the genuine broker, where Docker is there -------------------------------
 APACHE_KAFKA_IMAGE = "apache/kafka:3.9.1"
-
-
-def docker_available() -> str | None:
-    """None if a Docker engine answers, else why not (a skip reason)."""
-    reason = docker_unavailable()
-    return None if reason is None else f"no Docker engine to run {APACHE_KAFKA_IMAGE} ({reason})"
 
 
 def apache_kafka_container(image: str = APACHE_KAFKA_IMAGE):

@@ -1,13 +1,15 @@
 """Helpers for tests that train model versions through the API."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+from customlabels.tags import MAX_TRAINING_SECONDS as BUDGET_TAG  # noqa: F401 (the tests import it from here)
 from tests.support.server import DATASETS, REPO
 
-BUDGET_TAG = "customlabels:max-training-seconds"
 OUTPUT = {"S3Bucket": "customlabels-output", "S3KeyPrefix": "tests/"}
 
 
@@ -34,6 +36,15 @@ def wait_version(client, project_arn: str, name: str, timeout: float = 600) -> d
         if time.monotonic() > deadline:
             raise AssertionError(f"version {name} still {description['Status']}: {description.get('StatusMessage')}")
         time.sleep(0.25)
+
+
+def readme_snippet(folder: Path) -> dict:
+    """The README's onnxruntime snippet run as a user would, on ``folder/model/`` (``customlabels export -o``
+    there): its names (``session``, ``model_input``, ``classify``)."""
+    snippet = re.search(r"<!-- onnx-snippet -->\s*```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)[1]
+    namespace: dict = {}
+    exec(compile(snippet.replace('"model/', f'"{folder}/model/'), "README snippet", "exec"), namespace)
+    return namespace
 
 
 def project_arn(client, name: str) -> str:

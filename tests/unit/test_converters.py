@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from services.cli import converters
-from services.cli.converters import ConversionError
+from customlabels.manifests import converters
+from customlabels.manifests.converters import ConversionError
+from tests.support.coco import raccoon_as_coco
 
 # ../shared/datasets relative to the project root (CUSTOMLABELS_DATASETS overrides).
 DATASETS = Path(os.environ.get("CUSTOMLABELS_DATASETS") or Path(__file__).resolve().parents[3] / "shared" / "datasets")
@@ -290,23 +291,6 @@ def test_voc_unknown_split_is_a_conversion_error():
 
 
 # --- (c) COCO ------------------------------------------------------------------------------
-
-
-def raccoon_as_coco(path: Path) -> Path:
-    """Write raccoon's VOC boxes as COCO JSON (0-based [x, y, w, h]), independently."""
-    images, annotations = [], []
-    for image_id, xml in enumerate(sorted((RACCOON / "annotations").glob("*.xml")), start=1):
-        root = ET.parse(xml).getroot()
-        size = root.find("size")
-        images.append({"id": image_id, "file_name": root.findtext("filename"),
-                       "width": int(size.findtext("width")), "height": int(size.findtext("height"))})
-        for obj in root.iter("object"):
-            x1, y1, x2, y2 = (float(obj.find("bndbox").findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 7,
-                                "bbox": [x1 - 1, y1 - 1, x2 - x1 + 1, y2 - y1 + 1], "iscrowd": 0})
-    path.write_text(json.dumps({"images": images, "annotations": annotations,
-                                "categories": [{"id": 7, "name": "raccoon"}]}))
-    return path
 
 
 def test_coco_from_raccoon_matches_the_voc_conversion(tmp_path):

@@ -22,7 +22,6 @@ import copy
 import json
 import math
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,18 +29,19 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
-from customlabels.config import Settings
+from customlabels.config import DEV_ACCESS_KEY, DEV_SECRET_KEY, INFERENCE_BUCKET, SERVICE_NAMES, Settings
 from customlabels.ports.operations import OWNERS
 
 from services.cli.main import DEFAULT_BUCKET, build_parser
-from services.datasets.jobs import INTERNAL_BUCKET
+from services.datasets.records import INTERNAL_BUCKET
 from services.runtime import SERVICES, SingleService
+from tests.support.kubectl import find as find_kubectl
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "infra" / "Dockerfile"
 K8S = REPO / "infra" / "k8s"
-RUNNABLE = {"gateway", *SERVICES}  # what `customlabels service <name>` runs
+RUNNABLE = set(SERVICE_NAMES)  # what `customlabels service <name>` runs
 IMAGE = "customlabels"
 OBJECTS_TOPIC = "customlabels.objects"
 
@@ -50,12 +50,15 @@ OBJECTS_TOPIC = "customlabels.objects"
 # Kubernetes only those owners admit it (NetworkPolicy).
 # test_the_call_table_matches_the_code keeps this table honest.
 CALLS: dict[str, set[str]] = {
-    "gateway": set(OWNERS),  # routes every API operation to its owner
-    "projects": set(),
+    # routes every API operation to its owner
+    "gateway": {operation for operation, owner in OWNERS.items() if owner in RUNNABLE},
+    "projects": {"DescribeProjectVersions"},
     "datasets": {"DescribeProjects"},
-    "training": {"DescribeProjects", "DescribeDataset", "ListDatasetEntries"},
+    "training": {"DescribeProjects", "DescribeDataset", "ListDatasetEntries", "ListProjectPolicies"},
     "evaluation": set(),
-    "hosting": {"DescribeProjects", "DescribeProjectVersions", "ListTagsForResource"},
+    "hosting": {"DescribeProjects", "DescribeProjectVersions", "ListTagsForResource", "DescribeFlowDefinition"},
+    "feedback": {"DescribeProjects", "ListTagsForResource", "ListDatasetLabels", "CreateProjectVersion",
+                 "DescribeProjectVersions", "StartProjectVersion", "StopProjectVersion", "DetectCustomLabels"},
 }
 # Variables for libraries rather than customlabels, allowed beside CUSTOMLABELS_*.
 LIBRARY_ENV = {
@@ -114,17 +117,38 @@ def setting_is_read(name: str) -> bool:
     return False
 
 
+def _literal_router_calls(tree: ast.AST) -> set[str]:
+    """Operation names passed as literals to ``router.call(...)`` / ``<...>.router.call(...)``."""
+    found = set()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "call"
+            and (isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "router"
+                 or isinstance(node.func.value, ast.Name) and node.func.value.id == "router")
+            and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+        ):
+            found.add(node.args[0].value)
+    return found
+
+
+def _lookup_calls() -> dict[str, set[str]]:
+    """The shared lookups (``customlabels.lookups``): function name -> the operations it calls."""
+    tree = ast.parse((REPO / "shared" / "customlabels" / "lookups.py").read_text())
+    return {node.name: _literal_router_calls(node) for node in tree.body if isinstance(node, ast.AsyncFunctionDef)}
+
+
 def _router_calls(folder: Path) -> set[str]:
-    """Operation names passed as literals to ``<...>.router.call(...)`` under ``folder``."""
+    """The operations the code under ``folder`` calls: literals passed to ``router.call`` and the
+    operations of the shared lookups it uses."""
+    lookups = _lookup_calls()
     found = set()
     for path in folder.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if (
-                isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "call"
-                and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "router"
-                and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
-            ):
-                found.add(node.args[0].value)
+        tree = ast.parse(path.read_text(), str(path))
+        found |= _literal_router_calls(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                found |= lookups.get(name, set())
     return found
 
 
@@ -159,13 +183,23 @@ def image_is_pinned(image: str) -> bool:
     return bool(name) and "/" not in tag and tag not in ("", "latest")
 
 
-_INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+_INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+# What the operator must set (${VAR:?message}: Compose refuses to start without it), as these tests set it.
+OPERATOR_ENV = {"CUSTOMLABELS_CREDENTIALS": "AKIDOPERATOR:an-operator-chosen-secret"}
 
 
 def interpolate(value):
-    """Compose's ${VAR:-default} with VAR unset, as a fresh checkout sees it."""
+    """Compose's ${VAR:-default} with VAR unset, as a fresh checkout sees it, and its required
+    ${VAR:?message} as the operator sets it (OPERATOR_ENV)."""
+    def one(match: re.Match) -> str:
+        name, kind, text = match.groups()
+        if kind and kind.endswith("?"):
+            assert name in OPERATOR_ENV, f"${{{name}:?...}} is required: say in OPERATOR_ENV what an operator sets"
+            return OPERATOR_ENV[name]
+        return text or ""
+
     if isinstance(value, str):
-        return _INTERPOLATION.sub(lambda m: m.group(2) or "", value).replace("$$", "$")
+        return _INTERPOLATION.sub(one, value).replace("$$", "$")
     return value
 
 
@@ -310,6 +344,10 @@ def test_customlabels_services_start_after_their_stores(services):
         if settings.mongodb_uri:
             needed |= {h.split(":")[0] for h in urlsplit(settings.mongodb_uri).netloc.split(",")}
         needed |= {urlsplit(url).hostname for url in settings.service_urls.values()}
+        # Two services that call each other cannot both wait (Compose refuses a cycle): the one
+        # whose calls are not needed to start (it makes them later, and retries) leaves the wait
+        # to the other (hosting <-> feedback, projects <-> training).
+        needed -= {other for other in needed if name in (ours.get(other, {}).get("depends_on") or {})}
         assert needed <= set(service.get("depends_on") or {}), f"{name} must wait for {sorted(needed)}"
 
 
@@ -389,7 +427,7 @@ def test_the_call_table_matches_the_code():
         called = _router_calls(REPO / "services" / role)
         assert called <= set(OWNERS), f"{role} calls operations nobody owns: {sorted(called - set(OWNERS))}"
         assert called == CALLS[role], f"services/{role} calls {sorted(called)}; update CALLS (and the deployments)"
-    assert CALLS["gateway"] == set(OWNERS)
+    assert CALLS["gateway"] == {operation for operation, owner in OWNERS.items() if owner in RUNNABLE}
 
 
 def test_training_runs_on_the_cpu_by_default_and_on_a_gpu_in_profile_gpu(services):
@@ -467,8 +505,8 @@ def test_minio_init_creates_buckets_and_sends_puts_to_kafka(services):
     init = services["minio-init"]
     assert init["image"].startswith("minio/mc:RELEASE.") and services["minio"]["image"].startswith("minio/minio:RELEASE.")
     env = compose_env(init)
-    assert set(env["BUCKETS"].split()) == {INTERNAL_BUCKET, DEFAULT_BUCKET}
-    assert env["NOTIFY_BUCKET"] == DEFAULT_BUCKET and env["KAFKA_TOPIC"] == OBJECTS_TOPIC
+    assert set(env["BUCKETS"].split()) == {INTERNAL_BUCKET, DEFAULT_BUCKET, INFERENCE_BUCKET}
+    assert set(env["NOTIFY_BUCKETS"].split()) == {DEFAULT_BUCKET, INFERENCE_BUCKET} and env["KAFKA_TOPIC"] == OBJECTS_TOPIC
     assert env["KAFKA_BROKERS"] in compose_env(services["kafka"])["KAFKA_ADVERTISED_LISTENERS"]
     mounts = {v.split(":")[1]: v.split(":")[0] for v in init["volumes"]}
     script_path = init["entrypoint"][-1]
@@ -486,6 +524,29 @@ def test_minio_init_creates_buckets_and_sends_puts_to_kafka(services):
 def test_dev_secrets_are_marked_as_such():
     text = COMPOSE.read_text()
     assert "DEVELOPMENT DEFAULTS" in text and "Change them" in text
+
+
+def test_compose_never_serves_the_development_keys(services):
+    """The gateway's keys are required (${CUSTOMLABELS_CREDENTIALS:?...}: Compose stops without them) and
+    the development pair appears nowhere, so `docker compose up` cannot publish it."""
+    text = COMPOSE.read_text()
+    assert DEV_ACCESS_KEY not in text and DEV_SECRET_KEY not in text
+    raw = services["gateway"]["environment"]["CUSTOMLABELS_CREDENTIALS"]
+    assert re.fullmatch(r"\$\{CUSTOMLABELS_CREDENTIALS:\?[^}]+\}", raw), raw
+    settings = Settings.from_env(compose_env(services["gateway"]))
+    assert not settings.uses_dev_credentials and settings.exposure_problem() is None
+
+
+def test_the_image_refuses_the_development_keys_on_its_public_address():
+    """The Dockerfile's own environment (0.0.0.0, no keys) is one the server refuses to serve, and the
+    Dockerfile neither sets keys nor allows the development pair."""
+    env = dict(re.findall(r"(CUSTOMLABELS_[A-Z_]+)=(\S+)", " ".join(re.findall(r"^ENV (.+?)(?<!\\)$",
+                                                                             DOCKERFILE.read_text().replace("\\\n", " "),
+                                                                             re.MULTILINE))))
+    assert env.get("CUSTOMLABELS_HOST") == "0.0.0.0"
+    assert "CUSTOMLABELS_CREDENTIALS" not in env and "CUSTOMLABELS_ALLOW_DEV_CREDENTIALS" not in env
+    assert Settings.from_env(env).exposure_problem() is not None
+    assert "--editable" not in DOCKERFILE.read_text() and "[test]" not in DOCKERFILE.read_text()
 
 
 def test_the_compose_schema_rejects_a_broken_file(compose, tmp_path):
@@ -680,10 +741,10 @@ def _canonical(docs: list[dict]) -> dict[tuple[str, str], str]:
 
 @pytest.mark.parametrize("folder", OVERLAYS, ids=lambda p: str(p.relative_to(K8S)))
 def test_the_renderer_agrees_with_kubectl_kustomize(folder):
-    """Where kubectl is installed, its kustomize renders exactly what render() does."""
-    kubectl = shutil.which("kubectl")
+    """kubectl's kustomize renders exactly what render() does (``make test`` installs kubectl where it is missing)."""
+    kubectl = find_kubectl()
     if kubectl is None:
-        pytest.skip("kubectl is not installed")
+        pytest.skip("kubectl is not installed (make test installs it: python -m tests.support.kubectl install)")
     done = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     ours, theirs = _canonical(render(folder)), _canonical([d for d in yaml.safe_load_all(done.stdout) if d])
@@ -1012,3 +1073,15 @@ def test_dockerfile_runs_as_the_user_the_manifests_expect():
     assert dockerfile_uid() == 10001
     text = DOCKERFILE.read_text()
     assert re.search(r"^FROM \S+:\S+", text, re.MULTILINE) and ":latest" not in text
+
+
+def test_no_kubernetes_overlay_serves_the_development_keys():
+    """The gateway listens on 0.0.0.0 in its pod: an overlay's Secret must not give it the README's pair
+    (the gateway would refuse to start, and rightly)."""
+    for path in K8S.rglob("*.yaml"):
+        for doc in load_docs(path):
+            if doc.get("kind") == "Secret":
+                credentials = (doc.get("stringData") or {}).get("CUSTOMLABELS_CREDENTIALS")
+                if credentials:
+                    settings = Settings.from_env({"CUSTOMLABELS_CREDENTIALS": credentials, "CUSTOMLABELS_HOST": "0.0.0.0"})
+                    assert settings.exposure_problem() is None, f"{path}: {settings.exposure_problem()}"

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
+from sklearn import metrics as sklearn_metrics  # a dependency of the package: a missing one is an error, not a skip
 
 from customlabels.manifests import ImageCheck, RejectedLine, parse_line, problem, validate_line
 from customlabels.manifests import codes as C
@@ -40,7 +41,6 @@ from customlabels.ml.evaluation import (
 )
 from customlabels.ml.evaluation.metrics import RECALL_POINTS
 
-sklearn_metrics = pytest.importorskip("sklearn.metrics")
 
 WHEN = datetime(2019, 11, 21, 7, 30, 23, 910943, tzinfo=UTC)
 ARN = "arn:aws:rekognition:us-east-1:123456789012:project/p/version/v1/1574317227432"
@@ -166,7 +166,7 @@ def test_classification_rejects_bad_input():
         evaluate_classification(["a", "b"], [{"a"}], [[1.5, .5]])
     with pytest.raises(ValueError, match="distinct"):
         evaluate_classification(["a", "a"], [{"a"}], [[.5, .5]])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="image 0: true labels must be a collection of labels, not the string 'a'"):
         evaluate_classification(["a", "b"], ["a"], [[.5, .5]])
 
 
@@ -468,7 +468,7 @@ def test_summary_file_shape_for_multi_class():
         "NumberOfTestingImages": 3,
     }
     aggregated = summary["AggregatedEvaluationResults"]
-    assert set(aggregated) == {"Precision", "Recall", "F1Score", "ConfusionMatrix"}
+    assert set(aggregated) == {"Precision", "Recall", "F1Score", "ExpectedCalibrationError", "ConfusionMatrix"}
     assert aggregated["F1Score"] == ev.f1_score
     assert all(set(cell) == {"GroundTruthLabel", "PredictedLabel", "Value"} for cell in aggregated["ConfusionMatrix"])
     for result in summary["LabelEvaluationResults"]:
@@ -484,7 +484,8 @@ def test_summary_file_shape_for_multi_class():
 
 def test_summary_file_shape_for_multi_label_and_detection():
     ml = evaluate_classification(["a", "b"], [{"a", "b"}, {"a"}], [[.8, .7], [.9, .2]])
-    assert set(_summary(ml)["AggregatedEvaluationResults"]) == {"Precision", "Recall", "F1Score"}
+    assert set(_summary(ml)["AggregatedEvaluationResults"]) == {"Precision", "Recall", "F1Score",
+                                                                 "ExpectedCalibrationError"}
     det = evaluate_detection(["c"], [[box("c", 0, 0, 10, 10)]], [[box("c", 0, 0, 10, 10, .9)]])
     summary = _summary(det)
     assert set(summary["AggregatedEvaluationResults"]) == {

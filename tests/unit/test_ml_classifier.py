@@ -7,7 +7,6 @@ real photos (../shared/datasets/flowers-small); nothing is downloaded. About
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +21,21 @@ from customlabels.ml.backbones import (
     load_imagenet_model,
     map_lukemelas_state_dict,
 )
-from customlabels.ml.classifier import macro_f1, stratified_holdout, train_classifier
-from customlabels.ml.preprocess import Preprocessing, load_pixels, normalize, preprocess
+from customlabels.ml.classifier import macro_f1, train_classifier
+from customlabels.ml.export import export
+from customlabels.ml.runtime.artifact import ModelCard
+from customlabels.ml.runtime.preprocess import (
+    Preprocessing,
+    load_pixels,
+    normalize,
+    preprocess,
+)
+from customlabels.ml.runtime.served import ServedModel
+from customlabels.ml.splits import stratified_holdout
 from PIL import Image
 
 from tests.support.ml import WEIGHTS, offline, two_threads  # noqa: F401 (autouse fixtures)
+from tests.support.work_clock import work_clock
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOWERS = ROOT.parent / "shared" / "datasets" / "flowers-small"
@@ -123,12 +132,20 @@ def test_preprocessing_uses_draft_and_refuses_garbage():
 CLASSES = ["daisy", "sunflowers", "tulips"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def clock(two_threads):
+    """Budgets, and these tests' measures of them, in this process's work (``tests.support.work_clock``):
+    what a budget buys, and by how much it is overrun, do not depend on other processes' load."""
+    with work_clock() as clock:
+        yield clock
+
+
 @pytest.fixture(scope="module")
-def trained_multiclass():
+def trained_multiclass(clock):
     items = [(data, {name}) for name in CLASSES for data in photos(name, 0, 12)]
-    start = time.monotonic()
+    start = clock.monotonic()
     model = train_classifier(items, task="multiclass", labels=CLASSES, budget_seconds=15, seed=0)
-    return model, time.monotonic() - start
+    return model, clock.monotonic() - start
 
 
 def test_multiclass_training_beats_chance_on_unseen_photos(trained_multiclass):
@@ -145,14 +162,14 @@ def test_multiclass_training_beats_chance_on_unseen_photos(trained_multiclass):
     assert model.labels == CLASSES and model.input_size == BACKBONES[model.backbone].input_size
 
 
-def test_multilabel_training_on_synthetic_labels():
+def test_multilabel_training_on_synthetic_labels(clock):
     # Two overlapping labels made from the flower classes: "yellow" (sunflowers,
     # dandelion) and "round" (daisy, sunflowers); tulips carry neither.
     meaning = {"sunflowers": {"yellow", "round"}, "dandelion": {"yellow"}, "daisy": {"round"}, "tulips": set()}
     items = [(data, labels) for name, labels in meaning.items() for data in photos(name, 0, 8)]
-    start = time.monotonic()
+    start = clock.monotonic()
     model = train_classifier(items, task="multilabel", labels=["yellow", "round"], budget_seconds=8, seed=1)
-    assert time.monotonic() - start <= 8 + 3
+    assert clock.monotonic() - start <= 8 + 3
     test = [(data, labels) for name, labels in meaning.items() for data in photos(name, 20, 4)]
     scores = model.predict([data for data, _ in test])
     targets = np.array([[label in labels for label in ("yellow", "round")] for _, labels in test], dtype=np.float32)
@@ -161,29 +178,49 @@ def test_multilabel_training_on_synthetic_labels():
     assert macro_f1(scores, targets, "multilabel") >= 0.7, model.log
 
 
-def test_a_budget_shorter_than_feature_extraction_still_gives_a_model():
+def test_a_budget_shorter_than_feature_extraction_still_gives_a_model(clock):
     items = [(data, {name}) for name in CLASSES for data in photos(name, 0, 30)]  # 90 images
-    start = time.monotonic()
+    start = clock.monotonic()
     model = train_classifier(items, task="multiclass", labels=CLASSES, budget_seconds=3,
                              backbone="efficientnet_lite0", seed=0)
-    assert time.monotonic() - start <= 3 + 3
+    assert clock.monotonic() - start <= 3 + 3
     assert model.predict(photos("daisy", 35, 1)).shape == (1, 3)
     assert any("budget reached" in entry.get("note", "") for entry in model.log), model.log
 
 
-def test_fine_tuning_stage_runs_within_the_budget(monkeypatch):
+def test_fine_tuning_stage_runs_within_the_budget(monkeypatch, clock):
     # On this CPU the gate keeps small budgets to the probes; force the fine-tuning path.
     monkeypatch.setattr(classifier, "MIN_FINETUNE_EPOCHS", 0)
+    monkeypatch.setattr(classifier, "MIN_FINETUNE_HOLDOUT", 0)
     monkeypatch.setattr(classifier, "MAX_VIEWS", 1)
     items = [(data, {name}) for name in CLASSES for data in photos(name, 0, 10)]
-    start = time.monotonic()
+    start = clock.monotonic()
     model = train_classifier(items, task="multiclass", labels=CLASSES, budget_seconds=20,
                              backbone="efficientnet_lite0", seed=0)
-    assert time.monotonic() - start <= 20 + 3
+    assert clock.monotonic() - start <= 20 + 3
     epochs = [entry for entry in model.log if entry["stage"].startswith("finetune epoch")]
     assert epochs and all(0 <= entry["holdout_f1"] <= 1 for entry in epochs), model.log
     assert all(p.requires_grad for p in model.model.parameters())  # nothing left frozen for the next user
     assert model.predict(photos("tulips", 30, 2)).shape == (2, 3)
+
+
+def test_unlabeled_images_are_used_and_the_first_stage_can_be_asked_for(clock):
+    items = [(data, {name}) for name in CLASSES for data in photos(name, 0, 6)]
+    unlabeled = [data for name in CLASSES for data in photos(name, 6, 8)] + [b"not an image"]
+    model = train_classifier(items, task="multiclass", labels=CLASSES, budget_seconds=25,
+                             backbone="efficientnet_lite0", seed=0, unlabeled=unlabeled)
+    entries = {entry["stage"]: entry for entry in model.log}
+    assert entries["unlabeled"]["images"] == 24 and entries["unlabeled"]["skipped_images"] == 1, model.log
+    recipes = [e["recipe"] for e in model.log if e["stage"] == "cross-validation"]
+    assert recipes[0] == "linear" and recipes[-1].endswith("pseudo-labels"), model.log
+    assert entries["chosen"]["cv_f1"] >= entries["chosen"]["first_stage_cv_f1"]  # never worse than the first stage
+    assert entries["calibration"]["fitted_on"] == "cross-validation"
+
+    first = train_classifier(items, task="multiclass", labels=CLASSES, budget_seconds=25,
+                             backbone="efficientnet_lite0", seed=0, last_stage="linear")
+    assert [e["stage"] for e in first.log][-2:] == ["linear", "chosen"]
+    assert first.stopped_early == "asked to stop after the first stage"
+    assert torch.equal(first.model.calibration_scale, torch.ones(3))  # the first stage as it stood: uncalibrated
 
 
 def test_stratified_holdout_keeps_rare_labels_in_training():
@@ -203,13 +240,27 @@ def test_bad_items_are_refused():
 
 
 # --- ONNX ---------------------------------------------------------------------------
-def test_onnx_scores_equal_torch_scores(trained_multiclass, tmp_path):
-    from customlabels.ml.onnx_export import OnnxClassifier, export_onnx
-
+def test_served_onnx_scores_equal_torch_scores(trained_multiclass, tmp_path):
     model, _ = trained_multiclass
-    path = export_onnx(model, tmp_path / "model.onnx")
-    runtime = OnnxClassifier(path)
-    assert runtime.labels == CLASSES and runtime.preprocessing == model.preprocessing
+    path = export(model, tmp_path / "model.onnx", extra_metadata={"customlabels.provenance": {"train": "x"}})
+    card = ModelCard(task=model.task, labels=model.labels, preprocessing=model.preprocessing.to_dict(),
+                     backbone=model.backbone)
+    served = ServedModel(path, card, threads=2)
+    assert served.onnx.labels == CLASSES and served.onnx.task == "multiclass"
+    assert served.onnx.backbone == model.backbone and served.preprocessing == model.preprocessing
+    assert served.onnx.metadata["customlabels.provenance"] == '{"train": "x"}'
+
+    def scores(predictions):  # per image, in label order
+        return np.array([[{p.label: p.score for p in image}[label] for label in CLASSES] for image in predictions])
+
     images = photos("daisy", 30, 3) + photos("roses", 0, 2)  # a batch of 5: the batch axis is dynamic
-    np.testing.assert_allclose(runtime.predict(images), model.predict(images), atol=1e-4)
-    np.testing.assert_allclose(runtime.predict(images[:1]), model.predict(images[:1]), atol=1e-4)
+    np.testing.assert_allclose(scores(served.predict(images)), model.predict(images), atol=1e-4)
+    np.testing.assert_allclose(scores(served.predict(images[:1])), model.predict(images[:1]), atol=1e-4)
+
+    # What the file serves is the calibrated softmax: the head's logits times the fitted temperature's inverse.
+    scale = model.model.calibration_scale
+    assert (scale == scale[0]).all() and not torch.allclose(scale, torch.ones(3), atol=1e-3), model.log
+    with torch.inference_mode():
+        logits = model.model.logits(torch.from_numpy(preprocess(images, model.preprocessing)))
+    np.testing.assert_allclose(scores(served.predict(images)), (logits * scale).softmax(1).numpy(), atol=1e-4)
+    assert not np.allclose(scores(served.predict(images)), logits.softmax(1).numpy(), atol=1e-3)

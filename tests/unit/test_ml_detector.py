@@ -9,32 +9,38 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from customlabels.ml import detector
-from customlabels.ml.detector import (
-    BoxLabel,
-    Detection,
-    TrainedDetector,
-    train_detector,
-)
-from customlabels.ml.detector_onnx import OnnxDetector, export_detector_onnx
+from customlabels.ml.detector import TrainedDetector, train_detector
 from customlabels.ml.evaluation.detection import Box, evaluate_detection
-from customlabels.ml.preprocess import Preprocessing, load_pixels, preprocess
+from customlabels.ml.export import export
+from customlabels.ml.runtime.artifact import ModelCard
+from customlabels.ml.runtime.onnx_file import Detection, OnnxFile
+from customlabels.ml.runtime.preprocess import Preprocessing, load_pixels, preprocess
+from customlabels.ml.runtime.served import ServedModel
+from customlabels.ml.train_utils import WeightAverage
 from PIL import Image
 
-from tests.support.ml import WEIGHTS, offline, two_threads  # noqa: F401 (autouse fixtures)
-
 from tests.benchmarks.measure_detector import load_dataset, split
+from tests.support.ml import WEIGHTS, offline, two_threads  # noqa: F401 (autouse fixtures)
+from tests.support.work_clock import work_clock
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASETS = ROOT.parent / "shared" / "datasets"
 
 pytestmark = pytest.mark.skipif(not DATASETS.is_dir(), reason=f"the shared datasets are expected at {DATASETS}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def clock(two_threads):
+    """Budgets, and these tests' measures of them, in this process's work (``tests.support.work_clock``):
+    what a budget buys, and by how much it is overrun, do not depend on other processes' load."""
+    with work_clock() as clock:
+        yield clock
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +51,14 @@ def raccoon():
 
 
 @pytest.fixture(scope="module")
-def raccoon_model(raccoon) -> tuple[TrainedDetector, float, list]:
+def raccoon_model(raccoon, clock) -> tuple[TrainedDetector, float, list]:
     """About 20 s of training on 100 raccoon photos (at 160 px: raccoons are big, and the suite stays quick)."""
     images, boxes, labels, train, _ = raccoon
     calls = []
-    start = time.monotonic()
+    start = clock.monotonic()
     model = train_detector([(images[i], boxes[i]) for i in train[:100]], labels=labels, budget_seconds=20,
                            seed=0, progress=lambda *a: calls.append(a), input_size=160)
-    return model, time.monotonic() - start, calls
+    return model, clock.monotonic() - start, calls
 
 
 def jpeg(array: np.ndarray) -> bytes:
@@ -132,17 +138,38 @@ def test_postprocess_keeps_one_box_per_object_and_pads_with_zero():
     assert torch.equal(both[1][0], both[1][1])
 
 
+def test_weight_average_follows_its_window_with_a_warm_up_and_copies_buffers():
+    """The evaluated weights: after n updates, decay min(1 - 1/window, (1 + n)/(10 + n)); buffers copied."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    average = WeightAverage(net)
+    expected = [p.detach().clone() for p in net.parameters()]
+    for n, window in enumerate([10.0, 10.0, 50.0, 50.0, 2.0], start=1):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+            net[1].running_mean.add_(1.0)
+        average.update_within(net, window)
+        decay = min(1 - 1 / window, (1 + n) / (10 + n))
+        expected = [decay * e + (1 - decay) * p.detach() for e, p in zip(expected, net.parameters())]
+        for e, a in zip(expected, average.module.parameters()):
+            torch.testing.assert_close(a, e)
+        assert torch.equal(average.module[1].running_mean, net[1].running_mean)
+    assert not average.module.training and average.module is not net
+    assert next(average.module.parameters()).device == next(net.parameters()).device
+
+
 # --- training ----------------------------------------------------------------------------------
-def test_negatives_degenerate_boxes_and_broken_images_are_handled_within_budget(datasets_dir):
+def test_negatives_degenerate_boxes_and_broken_images_are_handled_within_budget(datasets_dir, clock):
     images, boxes, labels = load_dataset("microcontroller", datasets_dir)
     items = [(images[i], boxes[i]) for i in range(6)]
     items.append((images[6], []))  # a negative
-    items.append((images[7], [BoxLabel(labels[0], 0.2, 0.2, 0.0, 0.3),  # no width
-                              BoxLabel(labels[1], 0.5, 0.5, 0.2, -0.1)]))  # negative height
-    items.append((b"this is not an image", [BoxLabel(labels[0], 0.1, 0.1, 0.2, 0.2)]))
-    start = time.monotonic()
+    items.append((images[7], [Box(labels[0], 0.2, 0.2, 0.0, 0.3),  # no width
+                              Box(labels[1], 0.5, 0.5, 0.2, -0.1)]))  # negative height
+    items.append((b"this is not an image", [Box(labels[0], 0.1, 0.1, 0.2, 0.2)]))
+    start = clock.monotonic()
     model = train_detector(items, labels=labels, budget_seconds=8, input_size=128, seed=1)
-    elapsed = time.monotonic() - start
+    elapsed = clock.monotonic() - start
     assert elapsed < 8 + 2
     log = {key: value for entry in model.log for key, value in entry.items() if key in ("skipped_images",
                                                                                       "dropped_degenerate")}
@@ -162,7 +189,7 @@ def test_negatives_degenerate_boxes_and_broken_images_are_handled_within_budget(
     assert model.predict([]) == []
 
     with pytest.raises(ValueError, match="not one of the labels"):
-        train_detector([(images[0], [BoxLabel("unicorn", 0.1, 0.1, 0.2, 0.2)])], labels=labels, budget_seconds=5)
+        train_detector([(images[0], [Box("unicorn", 0.1, 0.1, 0.2, 0.2)])], labels=labels, budget_seconds=5)
     with pytest.raises(ValueError, match="could be decoded"):
         train_detector([(b"junk", [])], labels=labels, budget_seconds=5, input_size=128)
 
@@ -198,8 +225,8 @@ def test_a_short_training_finds_raccoons_better_than_a_constant_box(raccoon, rac
 def test_onnx_export_matches_the_torch_model_and_carries_its_metadata(raccoon, raccoon_model, tmp_path):
     images, _, labels, _, test = raccoon
     model, _, _ = raccoon_model
-    path = export_detector_onnx(model, tmp_path / "detector.onnx", extra_metadata={"customlabels.version": 3})
-    runtime = OnnxDetector(path, threads=2)
+    path = export(model, tmp_path / "detector.onnx", extra_metadata={"customlabels.version": 3})
+    runtime = OnnxFile(path, threads=2)
     assert runtime.labels == labels and runtime.task == "detection" and runtime.backbone == model.backbone
     assert runtime.preprocessing == model.preprocessing
     assert json.loads(runtime.metadata["customlabels.version"]) == 3
@@ -217,12 +244,17 @@ def test_onnx_export_matches_the_torch_model_and_carries_its_metadata(raccoon, r
     for k in range(5):
         assert_same_detections([t[k] for t in torch_out], [o[k] for o in (onnx_boxes, onnx_scores, onnx_labels)])
 
-    via_torch, via_onnx = model.predict(photos), runtime.predict(photos)
-    for a, b in zip(via_torch, via_onnx):
-        assert any(d.score >= 0.3 for d in a)  # a raccoon photo: something is found
-        assert_same_detections(*(
+    card = ModelCard(task="detection", labels=labels, preprocessing=model.preprocessing.to_dict(),
+                     backbone=model.backbone)
+    served = ServedModel(path, card, threads=2)
+    for found, predictions in zip(model.predict(photos), served.predict(photos)):
+        assert any(d.score >= 0.3 for d in found)  # a raccoon photo: something is found
+        assert [p.score for p in predictions] == sorted((p.score for p in predictions), reverse=True)
+        assert_same_detections(
             (np.array([[d.left, d.top, d.left + d.width, d.top + d.height] for d in found]).reshape(-1, 4),
-             np.array([d.score for d in found]), np.array([d.label_index for d in found])) for found in (a, b)))
+             np.array([d.score for d in found]), np.array([d.label_index for d in found])),
+            (np.array([[x, y, x + w, y + h] for x, y, w, h in (p.box for p in predictions)]).reshape(-1, 4),
+             np.array([p.score for p in predictions]), np.array([labels.index(p.label) for p in predictions])))
 
 
 def assert_same_detections(a, b, atol=1e-4):

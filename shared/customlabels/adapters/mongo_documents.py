@@ -49,26 +49,19 @@ Decisions (the SQLite adapter is the reference; differences are listed last):
 
 Differences from the SQLite adapter (the port does not pin these down):
 
-* Integers must fit in 64 bits (``ValueError``); JSON text has no bound.
 * A field holding booleans, objects or lists sorts in BSON order (booleans
   after strings); SQLite sorts booleans as 0/1 and objects and lists as their
   JSON text. Paging past a document whose sort field is an object or a list
   raises ``TypeError`` (MongoDB sorts lists by their smallest or largest
   element, which no keyset can express).
 * Dotted field names look through lists of objects in MongoDB, not in SQLite.
-* ``Update`` refuses field names starting with ``$`` (``ValueError``): MongoDB
-  would read them as operators.
 * Driver errors other than duplicate keys (no server, timeouts) propagate as
   pymongo exceptions, not ``DocumentStoreError``.
 """
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import functools
-import json
-import math
 import random
 import re
 from dataclasses import dataclass
@@ -103,23 +96,23 @@ from customlabels.ports.documents import (
     Update,
     VersionConflict,
     Write,
+    check_collection_name,
+    check_field_name,
+    check_unique_fields,
+    check_update_fields,
+    decode_cursor,
+    encode_cursor,
+    field_value,
+    split_document,
 )
 
 Filter = dict[str, Any]
 Session = AsyncIOMotorClientSession
 
-# The same names the SQLite adapter accepts, so both adapters refuse the same
-# input. Field names end up as keys of query documents: refusing "$..." keeps
-# a caller from smuggling in operators such as $where.
-_SEGMENT = r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*"
-_COLLECTION_RE = re.compile(rf"{_SEGMENT}(?:\.{_SEGMENT})*")
-_FIELD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
-_CURSOR_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 _GET_MANY_CHUNK = 1000  # keeps each $in far below the 16 MB command limit
 _NAMESPACE_EXISTS = 48  # server error code of a concurrent create_collection
 _DUPLICATE_KEY = 11000
-_INT64 = range(-(2**63), 2**63)
 _MAJORITY = WriteConcern("majority")
 _RETRY_BASE_S = 0.002  # first backoff after a write conflict
 _RETRY_CAP_S = 0.1
@@ -155,7 +148,7 @@ class MongoDocumentStore:
             raise DocumentStoreError("store is closed")
         collections = list(collections)
         for spec in collections:  # validate everything before creating anything
-            _check_collection_name(spec.name)
+            check_collection_name(spec.name)
             for index in spec.indexes:
                 _index_keys(index)
         if self._client is None:
@@ -202,13 +195,13 @@ class MongoDocumentStore:
         keys = _sort_keys(order_by)
         query = _where_filter(where)
         if after is not None:
-            query = _after_filter(query, keys, _decode_cursor(after, len(keys)), descending)
+            query = _after_filter(query, keys, decode_cursor(after, len(keys)), descending)
         direction = DESCENDING if descending else ASCENDING
         cursor = coll.find(query, sort=[(key, direction) for key in keys], limit=limit + 1)
         docs = await cursor.to_list(length=limit + 1)
         more = len(docs) > limit
         docs = docs[:limit]
-        next_cursor = _encode_cursor([_sort_value(docs[-1], key) for key in keys]) if more else None
+        next_cursor = encode_cursor([_sort_value(docs[-1], key) for key in keys]) if more else None
         return Page(items=docs, next_cursor=next_cursor)
 
     async def count(self, collection: str, where: Sequence[Condition] = ()) -> int:
@@ -290,21 +283,10 @@ def _backoff(attempts: int) -> float:
 
 
 # --- names and indexes ----------------------------------------------------------
-def _check_collection_name(name: str) -> None:
-    if not isinstance(name, str) or not _COLLECTION_RE.fullmatch(name):
-        raise ValueError(f"invalid collection name: {name!r}")
-
-
-def _check_field(name: str) -> str:
-    if not isinstance(name, str) or not _FIELD_RE.fullmatch(name):
-        raise ValueError(f"invalid field name: {name!r}")
-    return name
-
-
 def _index_keys(index: Index) -> list[tuple[str, int]]:
     if not index.fields:
         raise ValueError("an index needs at least one field")
-    keys = [(_check_field(name), ASCENDING) for name in index.fields]
+    keys = [(check_field_name(name), ASCENDING) for name in index.fields]
     if not index.unique and "_id" not in index.fields:
         # Entries then come in (fields, _id) order: find's default order.
         keys.append(("_id", ASCENDING))
@@ -312,77 +294,14 @@ def _index_keys(index: Index) -> list[tuple[str, int]]:
 
 
 # --- documents --------------------------------------------------------------------
-def _split(doc: Document) -> tuple[str, Document]:
-    """The ``_id`` and the stored body (no ``_id``; any ``_version`` is the store's)."""
-    if not isinstance(doc, dict):
-        raise TypeError(f"a document is a dict, not {type(doc).__name__}")
-    doc_id = doc.get("_id")
-    if not isinstance(doc_id, str) or not doc_id:
-        raise ValueError(f"a document needs a non-empty string _id, got {doc_id!r}")
-    body = {k: v for k, v in doc.items() if k not in ("_id", "_version")}
-    _check_json(body)
-    return doc_id, body
-
-
-def _check_json(value: Any) -> None:
-    """Refuse what the port's JSON documents cannot hold, as the SQLite adapter's
-    ``json.dumps`` does (TypeError; ValueError for NaN and infinities), and
-    integers BSON cannot hold (ValueError)."""
-    if value is None or isinstance(value, (str, bool)):
-        return
-    if isinstance(value, int):
-        if value not in _INT64:
-            raise ValueError(f"integer out of the 64-bit range: {value}")
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"out of range float values are not JSON compliant: {value!r}")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"document keys must be strings, not {key!r}")
-            _check_json(item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            _check_json(item)
-    else:
-        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def _checked_set(fields: Document) -> Document:
-    for name in fields:
-        if name in ("_id", "_version") or not isinstance(name, str) or "." in name or name.startswith("$"):
-            raise ValueError(f"Update cannot set {name!r}")
-    _check_json(fields)
-    return fields
-
-
-def _check_unique_fields(spec: Collection, body: Document) -> None:
-    """A whole document must hold every unique field (MongoDB would index a
-    missing one as null and let exactly one such document in)."""
-    for index in spec.indexes:
-        if index.unique:
-            for name in index.fields:
-                if name != "_id" and _lookup(body, name) is None:
-                    raise ValueError(f"{spec.name}: unique field {name!r} is missing")
-
-
 def _check_unique_fields_set(spec: Collection, fields: Document) -> None:
-    """Like ``_check_unique_fields`` for an Update: only the top-level fields it
+    """Like ``check_unique_fields`` for an Update: only the top-level fields it
     replaces can lose a unique field (the stored document had them all)."""
     for index in spec.indexes:
         if index.unique:
             for name in index.fields:
-                if name.split(".")[0] in fields and _lookup(fields, name) is None:
+                if name.split(".")[0] in fields and field_value(fields, name) is None:
                     raise ValueError(f"{spec.name}: unique field {name!r} is missing")
-
-
-def _lookup(body: Document, dotted: str) -> Any:
-    value: Any = body
-    for part in dotted.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
 
 
 # --- writes ---------------------------------------------------------------------
@@ -422,13 +341,13 @@ def _prepare(spec: Collection, write: Write) -> BulkOp | CheckedWrite:
     """Validate a write and turn it into a bulk operation (unconditional) or a
     checked write (conditional)."""
     if isinstance(write, Insert):
-        doc_id, body = _split(write.doc)
-        _check_unique_fields(spec, body)
+        doc_id, body = split_document(write.doc)
+        check_unique_fields(spec, body)
         return InsertOne(_stored(doc_id, body, 1))
     if isinstance(write, Put):
         _check_expected(write.expected_version)
-        doc_id, body = _split(write.doc)
-        _check_unique_fields(spec, body)
+        doc_id, body = split_document(write.doc)
+        check_unique_fields(spec, body)
         if write.expected_version == ANY_VERSION:
             return UpdateOne({"_id": doc_id}, _replace_and_bump(doc_id, body), upsert=True)
         if write.expected_version == 0:
@@ -436,7 +355,7 @@ def _prepare(spec: Collection, write: Write) -> BulkOp | CheckedWrite:
         return functools.partial(_replace_at, doc_id, body, write.expected_version)
     if isinstance(write, Update):
         _check_expected(write.expected_version)
-        _check_unique_fields_set(spec, _checked_set(write.set))
+        _check_unique_fields_set(spec, check_update_fields(write.set))
         return functools.partial(_update, write.id, write.set, write.expected_version)
     _check_expected(write.expected_version)
     if write.expected_version == ANY_VERSION:
@@ -538,7 +457,7 @@ def _check_scalar(value: Any) -> Any:
 
 
 def _eq_filter(cond: Eq) -> Filter:
-    name, value = _check_field(cond.field), _check_scalar(cond.value)
+    name, value = check_field_name(cond.field), _check_scalar(cond.value)
     if name in ("_id", "_version"):  # never arrays
         return {name: value}
     # {f: v} alone also matches a list holding v; null also matches a missing field.
@@ -546,7 +465,7 @@ def _eq_filter(cond: Eq) -> Filter:
 
 
 def _any_of_filter(cond: AnyOf) -> Filter:
-    name = _check_field(cond.field)
+    name = check_field_name(cond.field)
     if name in ("_id", "_version"):
         raise ValueError(f"AnyOf needs a list field, not {name}")
     values = [_check_scalar(value) for value in cond.values]
@@ -559,7 +478,7 @@ def _any_of_filter(cond: AnyOf) -> Filter:
 def _contains_filter(cond: Contains) -> Filter:
     if not isinstance(cond.text, str):
         raise TypeError(f"Contains needs a string, not {cond.text!r}")
-    name = _check_field(cond.field)
+    name = check_field_name(cond.field)
     # re.escape leaves no pattern syntax (PCRE reads "\<punctuation>" literally);
     # MongoDB refuses a NUL byte in a pattern, so spell it as an escape.
     pattern = re.escape(cond.text).replace("\x00", "\\x00")
@@ -581,14 +500,14 @@ def _sort_keys(order_by: Sequence[str]) -> list[str]:
     """The fields to order by, then ``_id`` (a total order)."""
     keys = []
     for name in order_by:
-        keys.append(_check_field(name))
+        keys.append(check_field_name(name))
         if name == "_id":  # already total; later fields never matter
             return keys
     return keys + ["_id"]
 
 
 def _sort_value(doc: Document, key: str) -> Any:
-    value = _lookup(doc, key)
+    value = field_value(doc, key)
     if isinstance(value, (dict, list)):
         kind = type(value).__name__
         raise TypeError(f"cannot page past {doc['_id']!r}: its sort field {key!r} holds a {kind}")
@@ -642,26 +561,3 @@ def _bracket(value: Any) -> str:
     if isinstance(value, (int, float)):
         return "number"
     return "string"
-
-
-def _encode_cursor(values: list[Any]) -> str:
-    raw = json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _decode_cursor(cursor: str, length: int) -> list[Any]:
-    """The sort values (ending with the id) a cursor carries; ValueError if garbage."""
-    if not isinstance(cursor, str) or not _CURSOR_RE.fullmatch(cursor):
-        raise ValueError(f"invalid cursor: {cursor!r}")
-    try:
-        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"invalid cursor: {cursor!r}") from exc
-    if (
-        not isinstance(values, list)
-        or len(values) != length
-        or not all(v is None or type(v) in (bool, int, float, str) for v in values)
-        or not isinstance(values[-1], str)  # every order ends with the id
-    ):
-        raise ValueError(f"invalid cursor (not from this query): {cursor!r}")
-    return values

@@ -19,12 +19,9 @@ last few commits.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import functools
 import json
-import re
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,19 +45,20 @@ from customlabels.ports.documents import (
     Update,
     VersionConflict,
     Write,
+    check_collection_name,
+    check_field_name,
+    check_unique_fields,
+    check_update_fields,
+    decode_cursor,
+    encode_cursor,
+    split_document,
 )
 
 T = TypeVar("T")
 Params = list[Any]
 
-# A collection name is dot-separated segments without "__" or edge "_", so
-# mapping "." to "__" gives distinct table names for distinct collections.
-_SEGMENT = r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*"
-_COLLECTION_RE = re.compile(rf"{_SEGMENT}(?:\.{_SEGMENT})*")
-# Field names are spliced into SQL (index expressions cannot be parameters),
-# so only plain identifiers, optionally dotted into nested objects.
-_FIELD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
-_CURSOR_RE = re.compile(r"[A-Za-z0-9_-]+")
+# json_extract turns booleans into 0/1, so sort values in cursors are never booleans here.
+_CURSOR_SCALARS = (int, float, str)
 _GET_MANY_CHUNK = 500  # stay well below SQLite's bound-parameter limit
 
 
@@ -189,14 +187,14 @@ class SqliteDocumentStore:
     ) -> Page:
         conn, table = self._db(collection)
         keys = _sort_keys(order_by)
-        values = None if after is None else _decode_cursor(after, len(keys))
+        values = None if after is None else decode_cursor(after, len(keys), _CURSOR_SCALARS)
         sql, params = _find_sql(table, where, keys, descending, limit + 1, values)
         rows = conn.execute(sql, params).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
         items = [_document(row) for row in rows]
         # Columns 3.. are the sort values (ending with id) of the last row.
-        next_cursor = _encode_cursor(list(rows[-1][3:])) if more else None
+        next_cursor = encode_cursor(list(rows[-1][3:])) if more else None
         return Page(items=items, next_cursor=next_cursor)
 
     def _commit_sync(self, writes: list[Write]) -> None:
@@ -244,10 +242,9 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
 
 @functools.lru_cache(maxsize=1024)
 def _table(collection: str) -> str:
-    """The quoted table name of a collection (``datasets.entries`` -> ``c_datasets__entries``)."""
-    if not isinstance(collection, str) or not _COLLECTION_RE.fullmatch(collection):
-        raise ValueError(f"invalid collection name: {collection!r}")
-    return '"c_' + collection.replace(".", "__") + '"'
+    """The quoted table name of a collection (``datasets.entries`` -> ``c_datasets__entries``):
+    distinct names give distinct tables, since the port's names never hold "__"."""
+    return '"c_' + check_collection_name(collection).replace(".", "__") + '"'
 
 
 def _validate_index(index: Index) -> None:
@@ -277,14 +274,14 @@ def _create_collection(conn: sqlite3.Connection, spec: Collection) -> None:
 
 # --- writes ---------------------------------------------------------------------
 def _apply_insert(conn: sqlite3.Connection, table: str, spec: Collection, write: Insert) -> None:
-    doc_id, body = _split(write.doc)
-    _check_unique_fields(spec, body)
+    doc_id, body = split_document(write.doc)
+    check_unique_fields(spec, body)
     _insert(conn, table, doc_id, body)
 
 
 def _apply_put(conn: sqlite3.Connection, table: str, spec: Collection, write: Put) -> None:
-    doc_id, body = _split(write.doc)
-    _check_unique_fields(spec, body)
+    doc_id, body = split_document(write.doc)
+    check_unique_fields(spec, body)
     if write.expected_version == ANY_VERSION:
         _upsert(conn, table, doc_id, body)  # one statement: the bulk-load path
         return
@@ -303,8 +300,8 @@ def _apply_update(conn: sqlite3.Connection, table: str, spec: Collection, write:
     if row is None:
         raise VersionConflict(f"{spec.name}/{write.id} does not exist")
     _expect(write.expected_version, row[0], spec.name, write.id)
-    body = json.loads(row[1]) | _checked_set(write.set)
-    _check_unique_fields(spec, body)
+    body = json.loads(row[1]) | check_update_fields(write.set)
+    check_unique_fields(spec, body)
     _replace(conn, table, write.id, row[0] + 1, body)
 
 
@@ -370,45 +367,9 @@ def _document(row: Sequence[Any]) -> Document:
     return doc
 
 
-def _split(doc: Document) -> tuple[str, Document]:
-    """The ``_id`` and the stored body (no ``_id``; any ``_version`` is the store's)."""
-    if not isinstance(doc, dict):
-        raise TypeError(f"a document is a dict, not {type(doc).__name__}")
-    doc_id = doc.get("_id")
-    if not isinstance(doc_id, str) or not doc_id:
-        raise ValueError(f"a document needs a non-empty string _id, got {doc_id!r}")
-    return doc_id, {k: v for k, v in doc.items() if k not in ("_id", "_version")}
-
-
-def _checked_set(fields: Document) -> Document:
-    for name in fields:
-        if name in ("_id", "_version") or not isinstance(name, str) or "." in name:
-            raise ValueError(f"Update cannot set {name!r}")
-    return fields
-
-
 def _dumps(body: Document) -> str:
     # allow_nan=False: NaN/Infinity are not JSON and SQLite's json functions reject them.
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def _check_unique_fields(spec: Collection, body: Document) -> None:
-    # SQLite lets NULLs repeat in a unique index, so a document missing a unique
-    # field would silently escape the constraint; the port requires the fields.
-    for index in spec.indexes:
-        if index.unique:
-            for name in index.fields:
-                if name != "_id" and _lookup(body, name) is None:
-                    raise ValueError(f"{spec.name}: unique field {name!r} is missing")
-
-
-def _lookup(body: Document, dotted: str) -> Any:
-    value: Any = body
-    for part in dotted.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
 
 
 # --- conditions ------------------------------------------------------------------
@@ -418,9 +379,9 @@ def _field_expr(name: str) -> str:
         return "id"
     if name == "_version":
         return "version"
-    if not isinstance(name, str) or not _FIELD_RE.fullmatch(name):
-        raise ValueError(f"invalid field name: {name!r}")
-    return f"json_extract(doc, '$.{name}')"
+    # Spliced into SQL (index expressions cannot be parameters): the port's rule
+    # allows only plain identifiers, optionally dotted into nested objects.
+    return f"json_extract(doc, '$.{check_field_name(name)}')"
 
 
 def _json_path(name: str) -> str:
@@ -582,24 +543,4 @@ def _equal_prefix(keys: list[str], values: list[Any]) -> tuple[list[str], Params
     return parts, params
 
 
-def _encode_cursor(values: list[Any]) -> str:
-    raw = json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
-
-def _decode_cursor(cursor: str, length: int) -> list[Any]:
-    """The sort values (ending with the id) a cursor carries; ValueError if garbage."""
-    if not isinstance(cursor, str) or not _CURSOR_RE.fullmatch(cursor):
-        raise ValueError(f"invalid cursor: {cursor!r}")
-    try:
-        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"invalid cursor: {cursor!r}") from exc
-    if (
-        not isinstance(values, list)
-        or len(values) != length
-        or not all(v is None or (type(v) in (int, float, str)) for v in values)
-        or not isinstance(values[-1], str)  # every order ends with the id
-    ):
-        raise ValueError(f"invalid cursor (not from this query): {cursor!r}")
-    return values

@@ -62,9 +62,10 @@ Choices where the reference is silent or ambiguous:
 from __future__ import annotations
 
 import json
-import re
 import sys
 from dataclasses import dataclass, field
+
+from customlabels.ports.blobs import split_s3_uri
 
 from . import codes as c
 from .limits import (
@@ -94,7 +95,6 @@ MIXED = "mixed"
 _REPORT_KEYS = ("errors", "warnings", "cl-errors")
 _TOP_REPORT_KEYS = (*_REPORT_KEYS, "cl-metadata")
 
-_SOURCE_REF_FORMAT = re.compile(r"s3://([^/]+)/(.+)", re.DOTALL)
 
 
 # --------------------------------------------------------------------------
@@ -169,10 +169,10 @@ def parse_line(raw: str | bytes, line_number: int) -> ParsedLine | RejectedLine:
     if SOURCE_REF not in data:
         return _reject(line_number, c.ERROR_MISSING_SOURCE_REF)
     source_ref = data[SOURCE_REF]
-    match = _SOURCE_REF_FORMAT.fullmatch(source_ref) if isinstance(source_ref, str) else None
-    if match is None:
+    location = split_s3_uri(source_ref)
+    if location is None:
         return _reject(line_number, c.ERROR_INVALID_SOURCE_REF_FORMAT, 'Expected "s3://bucket/key".')
-    return ParsedLine(line_number, source_ref, match.group(1), match.group(2), data)
+    return ParsedLine(line_number, source_ref, *location, data)
 
 
 def _decode(raw: str | bytes) -> str | None:

@@ -35,7 +35,12 @@ import torch
 from torch import nn
 
 from customlabels.ml import weights as weight_files
-from customlabels.ml.preprocess import HALF, IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from customlabels.ml.runtime.preprocess import (
+    HALF,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Preprocessing,
+)
 
 
 @dataclass(frozen=True)

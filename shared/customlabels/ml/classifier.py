@@ -1,55 +1,74 @@
 """Image classification (multi-class and multi-label) by transfer learning, within a time budget.
 
-    model = train_classifier(items, task="multiclass", labels=["cat", "dog"], budget_seconds=180)
-    scores = model.predict([image_bytes])    # (N, len(labels)): softmax (multiclass) or sigmoid (multilabel)
-    model.log                                # stages, holdout macro-F1, seconds
+    model = train_classifier(items, task="multiclass", labels=["cat", "dog"], budget_seconds=180,
+                             unlabeled=[image_bytes, ...])
+    scores = model.predict([image_bytes])    # (N, len(labels)): calibrated softmax (multiclass) or sigmoid (multilabel)
+    model.log                                # stages, held-out macro-F1, seconds
+    model.stopped_early                      # why the run ended before its budget (None: it used it)
 
-``items`` are ``(image_bytes, set_of_label_names)`` pairs.
+``items`` are ``(image_bytes, set_of_label_names)`` pairs; ``unlabeled`` are
+image bytes nobody has labeled yet.
 
 The recipe is *anytime*: a usable model exists after a few seconds and gets
-better while the budget lasts, and the model that scores best on held-out
-training images is the one returned.
+better while the budget lasts, and what is kept is what scores best on
+held-out training images. It is one recipe for every dataset: it chooses from
+the data it sees (how many images, what cross-validation says), never from
+per-dataset settings.
 
 1. **Decode once.** Every image is decoded and resized once
    (``preprocess.load_pixels``) and kept as uint8; evaluation reads the cache,
    augmentation crops from it. (JPEG decoding costs about as much as a forward
-   pass on this CPU; on a GPU it would be the bottleneck.)
+   pass on this CPU; on a GPU it would be the bottleneck.) The backbone and
+   its input size follow from how many images the budget must cover
+   (``choose_backbone``): EfficientNet-Lite2 at 320 px when few.
 2. **Hold out** about 15 % of the training images, stratified by label, for
-   model selection. The caller's test set is never seen.
-3. **Stage 1, linear probe**: features of the frozen pretrained backbone, and
-   a linear head fitted to them exactly (L-BFGS on an L2-regularised
-   softmax or one-vs-rest logistic loss: the same problem scikit-learn's
-   ``LogisticRegression`` solves). Seconds, and already a strong model.
-4. **Stage 2, augmented views**: frozen features of up to 8 augmented copies
-   of every image (random resized crop, horizontal flip, drawn from the
-   cached pixels), and the probe refitted on clean + augmented features.
-   Cheap (forward passes only) and +1 to 2 macro-F1 points on average over 10
-   flowers splits for every backbone. Whether it helps *this* dataset is
-   decided by 5-fold cross-validation on all training images: the probes are
-   cheap to refit, and a 15 % holdout of a small dataset is too few images to
-   see a 1-2 point difference.
-5. **Stage 3, fine-tuning**, only when the time left affords at least
-   ``MIN_FINETUNE_EPOCHS`` epochs (a GPU, or a long budget): starting from the
-   probe's head (LP-FT: fine-tuning from a fitted head distorts the
-   pretrained features less than from a random one), training only the deep,
-   low-resolution blocks that hold most of the parameters (backpropagating
-   through the early high-resolution blocks is most of a step's cost, and
-   they hold generic features), BatchNorm kept at its pretrained statistics,
-   the same augmentation, AdamW on a cosine schedule over the remaining *time*
-   (so the learning rate anneals exactly when the budget ends), label
-   smoothing for multi-class. The holdout is scored after every epoch, and the
-   best epoch is kept only if it beats the probe there (ties: lower loss). On
-   this 2-core CPU with a 180 s budget on flowers-small, the 4-12 epochs that
-   fit never beat the probe on the test split, and the holdout's choice among
-   noisy epochs cost up to 5 points; hence the gate.
-6. **Refit**: a probe winner is refitted on all training images (holdout
-   included), which costs a second.
+   the fine-tuning gate. The caller's test set is never seen.
+3. **Stage 1, linear probe** ("linear"): features of the frozen pretrained
+   backbone, and a linear head fitted to them exactly (``probes.fit_probe``:
+   the problem scikit-learn's ``LogisticRegression`` solves), scored on the
+   holdout. Seconds, and already a strong model: the *first stage*.
+4. **Unlabeled images**, when there are any: their frozen features, within
+   ``UNLABELED_SHARE`` of the time left.
+5. **Stage 2, the probe's recipe by cross-validation**: frozen features of up
+   to ``MAX_VIEWS`` augmented copies of every image (random resized crop,
+   horizontal flip, drawn from the cached pixels), then recipes compared by
+   5-fold cross-validation on every training image (``probes``): the plain
+   probe, with the augmented views, then with pseudo-labels for the unlabeled
+   images behind a confidence gate. A recipe is kept only if its pooled
+   out-of-fold macro-F1 (ties: loss) is at least the one before, so the
+   chosen probe is never worse than the first stage on the same held-out
+   predictions. Probes are cheap to refit on cached features, and on a few
+   dozen images a 15 % holdout is far too few images to tell a few points.
+6. **Stage 3, fine-tuning**, only when the time left affords at least
+   ``MIN_FINETUNE_EPOCHS`` epochs (a GPU, or a long budget) and the holdout
+   has at least ``MIN_FINETUNE_HOLDOUT`` images (about 200 training images):
+   on a few-shot holdout the best epoch is mostly luck (flowers-small, 10 per
+   label, 300 s: 105 epochs fitted, the 10-image holdout picked epoch 25 at
+   macro-F1 0.45 against the probe's 0.27, and it scored 0.778 on the test
+   images where the probe scored 0.825). Starting from the
+   probe's head (LP-FT), training only the deep, low-resolution blocks that
+   hold most of the parameters, BatchNorm kept at its pretrained statistics,
+   the same augmentation, AdamW on a cosine schedule over the remaining *time*,
+   label smoothing for multi-class. The holdout is scored after every epoch,
+   and the best epoch is kept only if it beats the chosen probe there (ties:
+   lower loss). On this 2-core CPU the 4-12 epochs that fit in 180 s never
+   beat the probe on flowers-small, and the holdout's choice among noisy
+   epochs cost up to 5 points; hence the gate.
+7. **Refit**: a probe winner is refitted on all training images (holdout
+   included) with its recipe.
+8. **Calibration** (``calibration``): temperature scaling (multi-class) or
+   per-label Platt scaling (multi-label) of the logits, fitted on the
+   out-of-fold logits of the chosen recipe (the holdout's, for a fine-tuned
+   winner). It is part of the network (``ClassifierNet``), so the exported
+   ONNX file serves calibrated scores.
 
 The budget is checked before every batch, against the measured cost of a
-step plus what must still follow, so the run ends within about a second of it.
+step plus what must still follow, so the run ends within about a second of
+it. A run that ends early says why in ``stopped_early`` (the model card and
+the version's StatusMessage carry it).
 
-Measurements behind the choices are in ``tests/benchmarks/measure_classifier.py``
-and summarised in ``MEASUREMENTS`` below.
+Measurements behind the choices are in ``tests/benchmarks/measure_classifier.py``,
+``tests/benchmarks/bench_fewshot.py`` and ``MEASUREMENTS`` below.
 """
 from __future__ import annotations
 
@@ -57,21 +76,42 @@ import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from customlabels.images import ImageProblem
 from customlabels.ml.backbones import BACKBONES, load_backbone
-from customlabels.ml.preprocess import Preprocessing, load_pixels, normalize, preprocess
+from customlabels.ml.calibration import fit_calibration
+from customlabels.ml.probes import (
+    Gate,
+    ProbeData,
+    Recipe,
+    fit_probe,
+    fit_recipe,
+    head_loss,
+    out_of_fold_logits,
+)
+from customlabels.ml.runtime.preprocess import (
+    Preprocessing,
+    load_pixels,
+    normalize,
+    preprocess,
+)
+from customlabels.ml.splits import stratified_folds, stratified_holdout
+from customlabels.ml.train_utils import (
+    Budget,
+    Progress,
+    freeze_batchnorm,
+    set_warmup_cosine_lr,
+)
 
 Task = Literal["multiclass", "multilabel"]
-Progress = Callable[[str, float, str], None]  # (stage, fraction of the budget used, message)
+Stage = Literal["linear", "probes", "finetune"]  # the last stage a run may reach
 
 MEASUREMENTS = """
 flowers-small (5 classes x 40), stratified 80/20 splits, 2 shared CPU cores, torch 2.14.1.
@@ -107,12 +147,13 @@ hence MIN_FINETUNE_EPOCHS, which leaves fine-tuning to GPUs and long budgets.
 
 HOLDOUT_FRACTION = 0.15
 BATCH_SIZE = 32
-HEAD_L2 = 1.0  # L2 strength of the linear head, as sklearn's 1/C
+UNLABELED_SHARE = 0.25  # of the time left after stage 1, at most, for the unlabeled images' features
 MAX_VIEWS = 8  # augmented copies of each image for the stage-2 probe
 VIEWS_SHARE = 0.5  # of the time left after stage 1, when fine-tuning follows
 VIEWS_MEMORY_BYTES = 512 * 1024 * 1024  # cap on the stored view features
-CV_FOLDS = 5  # to choose between the plain and the augmented-view probe
+CV_FOLDS = 5  # to choose the probe's recipe, and the held-out logits calibration is fitted on
 MIN_FINETUNE_EPOCHS = 10  # fine-tune only when half the time left affords this many epochs
+MIN_FINETUNE_HOLDOUT = 30  # ... and the holdout that picks an epoch has at least this many images
 FINETUNE_COST = 2.5  # a training step costs about this many forward passes (measured: 1.5-2.5)
 TRAINABLE_PARAMETER_SHARE = 0.75  # fine-tune the smallest tail of blocks holding this share of the weights
 BACKBONE_LR = 1e-4
@@ -121,24 +162,38 @@ WEIGHT_DECAY = 0.01
 LABEL_SMOOTHING = 0.1
 WARMUP_SHARE = 0.05  # of the fine-tuning time
 MARGIN_SECONDS = 0.5  # slack kept below the budget for bookkeeping
+EARLY_SECONDS = 5.0  # a run ending more than this (and 5 % of its budget) early says why
 
 
 # --- the model ----------------------------------------------------------------------
 class ClassifierNet(nn.Module):
-    """Backbone features -> linear head -> per-label scores (softmax or sigmoid)."""
+    """Backbone features -> linear head -> calibration -> per-label scores (softmax or sigmoid).
+
+    ``logits`` are the head's, which training fits and compares. The scores
+    apply the calibration first: per label ``logit * calibration_scale +
+    calibration_shift`` (``calibration.fit_calibration``; the identity until
+    ``calibrate`` sets it). Both are buffers, so the exported ONNX graph
+    computes exactly the calibrated scores.
+    """
 
     def __init__(self, features: nn.Module, feature_dim: int, num_labels: int, task: Task) -> None:
         super().__init__()
         self.features = features
         self.head = nn.Linear(feature_dim, num_labels)
         self.task = task
+        self.register_buffer("calibration_scale", torch.ones(num_labels))
+        self.register_buffer("calibration_shift", torch.zeros(num_labels))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.logits(x)
+        logits = self.logits(x) * self.calibration_scale + self.calibration_shift
         return logits.softmax(dim=1) if self.task == "multiclass" else logits.sigmoid()
+
+    def calibrate(self, scale: np.ndarray, shift: np.ndarray) -> None:
+        self.calibration_scale.copy_(torch.from_numpy(np.asarray(scale, np.float32)))
+        self.calibration_shift.copy_(torch.from_numpy(np.asarray(shift, np.float32)))
 
 
 @dataclass
@@ -151,6 +206,7 @@ class TrainedClassifier:
     backbone: str
     preprocessing: Preprocessing
     log: list[dict] = field(default_factory=list)
+    stopped_early: str | None = None  # why the run ended well before its budget; None when it used it
 
     @property
     def input_size(self) -> int:
@@ -173,20 +229,6 @@ class TrainedClassifier:
 
 
 # --- training -----------------------------------------------------------------------
-class Clock:
-    """The budget: seconds since the start, seconds left."""
-
-    def __init__(self, budget_seconds: float) -> None:
-        self.start = time.monotonic()
-        self.budget = float(budget_seconds)
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.start
-
-    def remaining(self) -> float:
-        return self.budget - self.elapsed()
-
-
 @dataclass
 class _Data:
     """The decoded training set: cached pixels, targets, and the fit/holdout split."""
@@ -203,6 +245,7 @@ class _Candidate:
     f1: float
     loss: float
     state: dict  # the ClassifierNet state dict
+    logits: np.ndarray  # on the holdout
 
     def better_than(self, other: _Candidate | None) -> bool:
         return other is None or (self.f1, -self.loss) > (other.f1, -other.loss)
@@ -219,148 +262,203 @@ def train_classifier(
     progress: Progress | None = None,
     weights_dir: str | None = None,
     device: str | None = None,
-    finetune: bool = True,
+    unlabeled: Sequence[bytes] = (),
+    last_stage: Stage = "finetune",
 ) -> TrainedClassifier:
-    """Train a classifier on ``(image_bytes, labels)`` items within ``budget_seconds``.
+    """Train a classifier on ``(image_bytes, labels)`` items (and ``unlabeled`` images) within ``budget_seconds``.
 
-    ``backbone=None`` picks one (``choose_backbone``). Images that cannot be
-    decoded are skipped and counted in the log. Raises ``ValueError`` when the
-    items cannot make a classifier (no usable image, an unknown label, a
-    multi-class item without exactly one label).
+    ``backbone=None`` picks one and its input size (``choose_backbone``); a
+    named one runs at its native size. Images that cannot be decoded are
+    skipped and counted in the log. ``last_stage="linear"`` returns the first
+    stage's model as it stands (a reference for measurements), ``"probes"``
+    never fine-tunes. Raises ``ValueError`` when the items cannot make a
+    classifier (no usable image, an unknown label, a multi-class item without
+    exactly one label).
     """
-    clock = Clock(budget_seconds)
-    report = progress or (lambda stage, fraction, message: None)
+    budget = Budget(budget_seconds, progress)
     items = list(train_items)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     targets = encode_targets([labels_of for _, labels_of in items], labels, task)
-    name = backbone or choose_backbone(len(items), budget_seconds, device)
+    name, size = (backbone, None) if backbone else choose_backbone(len(items), budget_seconds, device)
     features, feature_dim, _ = load_backbone(name, weights_dir)
-    spec = BACKBONES[name].preprocessing()
+    spec = BACKBONES[name].preprocessing(size)
     net = ClassifierNet(features, feature_dim, len(labels), task).to(device).to(memory_format=torch.channels_last)
     log: list[dict] = []
 
-    # Stage 1: decode once and extract features in one pass.
-    report("features", 0.0, f"decoding {len(items)} images and extracting {name} features")
-    data, feats, forward_seconds = _decode_and_extract(items, targets, net, spec, clock, rng, log)
-    log.append({"stage": "features", "images": len(data.pixels), "seconds": round(clock.elapsed(), 2)})
+    def finish(stage: str, held_out: dict, why: str | None) -> TrainedClassifier:
+        early = budget.remaining() > max(EARLY_SECONDS, 0.05 * budget.seconds)
+        log.append({"stage": "chosen", "from": stage, **{k: round(v, 4) for k, v in held_out.items()},
+                    "seconds": round(budget.elapsed(), 2), **({"stopped_early": why} if early else {})})
+        budget.report("done", f"chose {stage}" + (f"; stopped early: {why}" if early else ""))
+        net.eval().cpu()
+        return TrainedClassifier(net, list(labels), task, name, spec, log, why if early else None)
+
+    # Stage 1: decode once and extract features in one pass; the first stage's probe.
+    budget.report("features", f"decoding {len(items)} images and extracting {name} features at {spec.input_size} px")
+    data, feats, forward_seconds = _decode_and_extract(items, targets, net, spec, budget, rng, log)
+    log.append({"stage": "features", "images": len(data.pixels), "input_size": spec.input_size,
+                "seconds": round(budget.elapsed(), 2)})
     started = time.monotonic()
-    _fit_head(net.head, feats[data.fit], data.targets[data.fit], task)
+    _set_head(net, fit_probe(feats[data.fit], data.targets[data.fit], task))
     fit_seconds = (time.monotonic() - started) / max(1, len(data.fit))  # per row: L-BFGS grows about linearly
     best = _score(net, "linear", feats, data, task)
-    log.append(_log_entry(best, clock))
-    report("linear", clock.elapsed() / clock.budget, f"linear probe: holdout macro-F1 {best.f1:.3f}")
-    if not len(data.holdout):  # too few images to select anything (the fit set is all of them): the probe it is
-        return _finish(net, labels, task, name, spec, log, best, clock, report)
+    log.append(_log_entry(best, budget))
+    budget.report("linear", f"linear probe: holdout macro-F1 {best.f1:.3f}")
+    if last_stage == "linear":
+        return finish(best.stage, {"holdout_f1": best.f1}, "asked to stop after the first stage")
+    if not len(data.holdout):  # too few images to hold any out: the probe it is, on every image
+        _set_head(net, fit_probe(feats, data.targets, task))
+        return finish(best.stage, {}, "too few images to hold any out for choosing or calibrating a model")
 
-    # Stage 2: the probe again, on augmented views too; fine-tuning later only if it can run long enough.
+    # Stage 2: unlabeled features, augmented views, and the probe's recipe chosen by cross-validation.
     epoch_seconds = FINETUNE_COST * forward_seconds * len(data.fit)
-    will_finetune = finetune and (clock.remaining() * (1 - VIEWS_SHARE) >= MIN_FINETUNE_EPOCHS * epoch_seconds)
+    affordable = budget.remaining() * (1 - VIEWS_SHARE) / max(epoch_seconds, 1e-9)
+    will_finetune = (last_stage == "finetune" and affordable >= MIN_FINETUNE_EPOCHS
+                     and len(data.holdout) >= MIN_FINETUNE_HOLDOUT)
+    why = (None if will_finetune else "asked not to fine-tune" if last_stage != "finetune" else
+           f"the linear probes were done and fine-tuning was not started: the {len(data.holdout)} held-out images "
+           f"that would pick its epoch are too few to tell a better network from a lucky one (it needs "
+           f"{MIN_FINETUNE_HOLDOUT})" if len(data.holdout) < MIN_FINETUNE_HOLDOUT else
+           f"the linear probes were done and fine-tuning was not started: {MIN_FINETUNE_EPOCHS} epochs "
+           f"(fewer do not beat the probes) would need about {MIN_FINETUNE_EPOCHS * epoch_seconds:.0f} s, "
+           f"and about {affordable * epoch_seconds:.0f} s were left for them")
+    unlabeled_feats = _extract_unlabeled(unlabeled, net, spec, budget, forward_seconds, log)
     share = VIEWS_SHARE if will_finetune else 1.0
-    views = _augmented_views(net, data, spec, clock, forward_seconds, fit_seconds, share, seed, device)
+    views = _augmented_views(net, data, spec, budget, forward_seconds, fit_seconds, share, seed, device)
     log.append({"stage": "views", "computed": len(views), "finetune_planned": will_finetune,
-                "seconds": round(clock.elapsed(), 2)})
-    use_views = bool(views) and _views_help(feats, views, data.targets, task, rng, clock, fit_seconds, log)
-    used = views if use_views else []
-    if used:
-        _fit_head(net.head, np.concatenate([feats[data.fit]] + [v[data.fit] for v in used]),
-                  np.tile(data.targets[data.fit], (len(used) + 1, 1)), task)
-        best = _score(net, f"linear + {len(used)} augmented views", feats, data, task)
-        log.append(_log_entry(best, clock))
+                "seconds": round(budget.elapsed(), 2)})
+    probe_data = ProbeData(feats, views, data.targets, task, unlabeled_feats)
+    choice = _choose_recipe(probe_data, rng, budget, fit_seconds, log)
+    recipe, stage = choice.recipe, choice.recipe.name
+    held_out = {"cv_f1": choice.f1, "first_stage_cv_f1": choice.first_f1}
 
-    # Stage 3: fine-tune from that head while the budget lasts; the holdout picks the epoch, or the probe.
-    if will_finetune and clock.remaining() > 0:
-        best = _finetune(net, data, spec, task, clock, forward_seconds, best, log, report, device)
-    net.load_state_dict(best.state)
+    # Stage 3: fine-tune from the recipe's head while the budget lasts; the holdout picks the epoch, or the probe.
+    if will_finetune and budget.remaining() > 0:
+        _set_head(net, fit_recipe(recipe, probe_data, data.fit, choice.gate))
+        probe = _score(net, recipe.name, feats, data, task)
+        log.append(_log_entry(probe, budget))
+        best = _finetune(net, data, spec, task, budget, forward_seconds, probe, log, device)
+        net.load_state_dict(best.state)
+        if best is not probe:
+            net.calibrate(*fit_calibration(best.logits, data.targets[data.holdout], task))
+            _log_calibration(net, "holdout", budget, log)
+            return finish(best.stage, {"holdout_f1": best.f1, "probe_holdout_f1": probe.f1}, None)
 
-    if best.stage.startswith("linear"):
-        # The frozen features are still valid: refit the head on every training image, holdout included,
-        # when the budget can take it.
-        rows = len(data.pixels) * (len(used) + 1)
-        if clock.remaining() > 2 * fit_seconds * rows + MARGIN_SECONDS:
-            _fit_head(net.head, np.concatenate([feats] + used), np.tile(data.targets, (len(used) + 1, 1)), task)
-            log.append({"stage": "refit", "images": len(data.pixels), "views": len(used),
-                        "seconds": round(clock.elapsed(), 2)})
-    return _finish(net, labels, task, name, spec, log, best, clock, report)
+    # The frozen features are still valid: the recipe again on every training image, holdout included.
+    rows = len(data.pixels) * (1 + recipe.views) + (len(unlabeled_feats) if recipe.pseudo_labels else 0)
+    if budget.remaining() > 2 * fit_seconds * rows + MARGIN_SECONDS:
+        _set_head(net, fit_recipe(recipe, probe_data, np.arange(len(data.pixels)), choice.gate))
+        log.append({"stage": "refit", "recipe": recipe.name, "images": len(data.pixels),
+                    "seconds": round(budget.elapsed(), 2)})
+    else:
+        log.append({"stage": "refit", "note": "no time left to refit on every image; the holdout stays out"})
+        stage = best.stage if not will_finetune else recipe.name
+    net.calibrate(*fit_calibration(choice.logits, data.targets, task))
+    _log_calibration(net, "cross-validation", budget, log)
+    return finish(stage, held_out, why)
 
 
-def _finish(net, labels, task, name, spec, log, best, clock, report) -> TrainedClassifier:
-    log.append({"stage": "chosen", "from": best.stage, "holdout_f1": round(best.f1, 4),
-                "seconds": round(clock.elapsed(), 2)})
-    report("done", min(1.0, clock.elapsed() / clock.budget), f"chose {best.stage} (holdout macro-F1 {best.f1:.3f})")
-    net.eval().cpu()
-    return TrainedClassifier(net, list(labels), task, name, spec, log)
+def _log_calibration(net: ClassifierNet, fitted_on: str, budget: Budget, log: list[dict]) -> None:
+    log.append({"stage": "calibration", "fitted_on": fitted_on,
+                "scale": [round(float(v), 4) for v in net.calibration_scale],
+                "shift": [round(float(v), 4) for v in net.calibration_shift], "seconds": round(budget.elapsed(), 2)})
 
 
-def _views_help(feats, views, targets, task, rng, clock, fit_seconds, log) -> bool:
-    """Whether the probe trained with augmented views beats the plain one, by k-fold cross-validation.
+def _set_head(net: ClassifierNet, probe) -> None:
+    with torch.no_grad():
+        net.head.weight.copy_(torch.from_numpy(probe.weight).to(net.head.weight.device))
+        net.head.bias.copy_(torch.from_numpy(probe.bias).to(net.head.bias.device))
 
-    Both probes are cheap on cached features, so they are compared on every
-    training image (5-fold, pooled predictions) rather than on the 15 %
-    holdout alone, which is a few dozen images for a small dataset: far too
-    noisy to tell a 1-2 point difference. Ties go to the views (+1 to 2
-    points on average in the flowers measurements).
+
+@dataclass
+class _RecipeChoice:
+    recipe: Recipe
+    logits: np.ndarray  # its out-of-fold logits, every labeled image
+    f1: float  # their macro-F1
+    first_f1: float  # the first stage's recipe's, on the same folds
+    gate: Gate  # calibration of ``logits``, for the pseudo-labels
+
+
+def _choose_recipe(data: ProbeData, rng, budget, fit_seconds, log) -> _RecipeChoice:
+    """The probe's recipe, by cross-validation (see ``probes``).
+
+    Candidates in order: the plain probe (the first stage's recipe), with the
+    augmented views, then with pseudo-labels for the unlabeled images. One
+    replaces the kept recipe when its pooled out-of-fold log loss is lower
+    (a proper score, far steadier than macro-F1 on a few dozen images) and its
+    out-of-fold macro-F1 is at least the first stage's, so the chosen probe is
+    never worse than the first stage on the same held-out predictions. (On
+    few-shot flowers-small, micro-parts and bccd-cells, 6-8 splits each,
+    choosing by loss was within 0.5 points of the best fixed choice, choosing
+    by macro-F1 up to 1 point below it.) A candidate there is no time to
+    cross-validate is left out, except the views, which are taken untested
+    (they measured +1 to 2 points on average over 10 flowers splits).
     """
-    if clock.remaining() < _probe_seconds(fit_seconds, len(feats), len(views)) + MARGIN_SECONDS:
-        log.append({"stage": "views", "note": "no time to compare; using the augmented views"})
-        return True
-    folds = _stratified_folds(targets, CV_FOLDS, rng)
-    plain = _cross_validate(feats, [], targets, folds, task)
-    augmented = _cross_validate(feats, views, targets, folds, task)
-    log.append({"stage": "views", "views": len(views), "cv_f1_plain": round(plain[0], 4),
-                "cv_f1_views": round(augmented[0], 4), "seconds": round(clock.elapsed(), 2)})
-    return (augmented[0], -augmented[1]) >= (plain[0], -plain[1])
+    folds = stratified_folds(data.targets, CV_FOLDS, rng)
+
+    def seconds(recipe: Recipe) -> float:  # CV fits, with their pseudo-label refits; doubled for safety
+        rows = len(data.features) * (1 + recipe.views) + (len(data.unlabeled) if recipe.pseudo_labels else 0)
+        return 2 * fit_seconds * rows * CV_FOLDS * (2 if recipe.pseudo_labels else 1)
+
+    def cross_validate(recipe: Recipe, gate: Gate | None) -> tuple[np.ndarray, float, float]:
+        logits = out_of_fold_logits(recipe, data, folds, gate)
+        f1, loss = _held_out_scores(logits, data.targets, data.task)
+        log.append({"stage": "cross-validation", "recipe": recipe.name, "cv_f1": round(f1, 4),
+                    "cv_loss": round(loss, 4), "seconds": round(budget.elapsed(), 2)})
+        return logits, f1, loss
+
+    chosen = Recipe()
+    logits, f1, loss = cross_validate(chosen, None)
+    first_f1 = f1
+    candidates = [Recipe(views=len(data.views))] if data.views else []
+    if len(data.unlabeled):
+        candidates.append(Recipe(views=len(data.views), pseudo_labels=True))
+    for candidate in candidates:
+        candidate = Recipe(chosen.views if candidate.pseudo_labels else candidate.views, candidate.pseudo_labels)
+        gate = Gate(*fit_calibration(logits, data.targets, data.task))
+        if budget.remaining() < seconds(candidate) + MARGIN_SECONDS:
+            log.append({"stage": "cross-validation", "recipe": candidate.name, "note": "no time to compare"})
+            if not candidate.pseudo_labels:
+                chosen = candidate
+            continue
+        new_logits, new_f1, new_loss = cross_validate(candidate, gate)
+        if new_loss < loss and new_f1 >= first_f1:
+            chosen, logits, f1, loss = candidate, new_logits, new_f1, new_loss
+    log.append({"stage": "recipe", "recipe": chosen.name, "cv_f1": round(f1, 4),
+                "first_stage_cv_f1": round(first_f1, 4), "seconds": round(budget.elapsed(), 2)})
+    budget.report("probes", f"{chosen.name}: cross-validated macro-F1 {f1:.3f} (first stage {first_f1:.3f})")
+    return _RecipeChoice(chosen, logits, f1, first_f1, Gate(*fit_calibration(logits, data.targets, data.task)))
 
 
-def _probe_seconds(fit_seconds: float, images: int, views: int) -> float:
-    """What comparing, fitting and refitting the probes on ``views`` costs: L-BFGS time
-    grows about linearly with the rows; doubled for safety."""
-    rows = images * ((views + 2) * CV_FOLDS * (CV_FOLDS - 1) / CV_FOLDS + 2 * (views + 1))
-    return 2 * fit_seconds * rows
+def _held_out_scores(logits: np.ndarray, targets: np.ndarray, task: Task) -> tuple[float, float]:
+    z = torch.from_numpy(logits)
+    loss = float(head_loss(z, torch.from_numpy(targets), task))
+    return macro_f1(_scores(z, task).numpy(), targets, task), loss
 
 
-def _stratified_folds(targets: np.ndarray, folds: int, rng: np.random.Generator) -> np.ndarray:
-    """A fold number per row, dealt round-robin within each rarest-label group."""
-    groups = _rarest_label(targets)
-    fold = np.zeros(len(targets), dtype=np.int64)
-    for group in np.unique(groups):
-        members = rng.permutation(np.flatnonzero(groups == group))
-        fold[members] = np.arange(len(members)) % folds
-    return fold
+# Seconds per image of decoding plus one forward pass on this 2-core CPU (idle), for each choice in order of
+# preference; a GPU is roughly 50 times faster at the forward pass.
+BACKBONE_CHOICES = (("efficientnet_lite2", 320, 0.14), ("efficientnet_lite2", 260, 0.09),
+                    ("efficientnet_lite0", 224, 0.045))
 
 
-def _cross_validate(feats, views, targets, folds, task) -> tuple[float, float]:
-    """Pooled out-of-fold macro-F1 and loss of a probe trained on clean features plus ``views``."""
-    head = nn.Linear(feats.shape[1], targets.shape[1])
-    logits = torch.zeros(targets.shape)
-    for k in np.unique(folds):
-        train, test = folds != k, folds == k
-        _fit_head(head, np.concatenate([feats[train]] + [v[train] for v in views]),
-                  np.tile(targets[train], (len(views) + 1, 1)), task)
-        with torch.no_grad():
-            logits[torch.from_numpy(test)] = head(torch.from_numpy(feats[test]))
-    loss = float(_head_loss(logits, torch.from_numpy(targets), task))
-    return macro_f1(_scores(logits, task).numpy(), targets, task), loss
+def choose_backbone(num_images: int, budget_seconds: float, device: str = "cpu") -> tuple[str, int]:
+    """``(backbone, input size)``: the strongest choice whose stage 1 fits in a quarter of the budget.
 
-
-# Seconds per image of decoding plus one forward pass on this 2-core CPU (measured,
-# native input sizes); a GPU is roughly 50 times faster at the forward pass.
-CPU_SECONDS_PER_IMAGE = {"efficientnet_lite2": 0.09, "efficientnet_lite0": 0.045}
-
-
-def choose_backbone(num_images: int, budget_seconds: float, device: str = "cpu") -> str:
-    """The strongest backbone whose stage 1 fits in a quarter of the budget (see MEASUREMENTS).
-
-    EfficientNet-Lite2 gave the best features measured; Lite0 is half its cost
-    and next best; Lite1 and MobileNetV2 measured below Lite0, so are never
-    chosen automatically.
+    EfficientNet-Lite2 gave the best features measured, at 320 px better than
+    at its native 260 (few-shot flowers: +2 to 3 points at 5 and 10 images per
+    label; 160 images: +1), for 1.5 times the pixels; Lite0 is half the cost of
+    Lite2 at 260 and next best. Lite1 and MobileNetV2 measured below Lite0, so
+    are never chosen automatically (see MEASUREMENTS).
     """
     speedup = 1 if device == "cpu" else 50
-    for name in ("efficientnet_lite2", "efficientnet_lite0"):
-        if num_images * CPU_SECONDS_PER_IMAGE[name] / speedup <= budget_seconds / 4:
-            return name
-    return "efficientnet_lite0"
+    for name, size, seconds in BACKBONE_CHOICES:
+        if num_images * seconds / speedup <= budget_seconds / 4:
+            return name, size
+    name, size, _ = BACKBONE_CHOICES[-1]
+    return name, size
 
 
 def encode_targets(label_sets: Sequence[set[str]], labels: list[str], task: Task) -> np.ndarray:
@@ -380,29 +478,14 @@ def encode_targets(label_sets: Sequence[set[str]], labels: list[str], task: Task
     return targets
 
 
-def stratified_holdout(targets: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Indices of a holdout of about ``fraction``, stratified by label.
-
-    Each image is filed under its rarest label (for multi-class: its label), and
-    each group gives ``round(fraction * size)`` images, leaving at least two in
-    training: a label with one or two images keeps them all for training.
-    """
-    rarest = _rarest_label(targets)
-    chosen = []
-    for group in np.unique(rarest):
-        members = rng.permutation(np.flatnonzero(rarest == group))
-        take = min(round(fraction * len(members)), max(0, len(members) - 2))
-        chosen.extend(members[:take].tolist())
-    return np.sort(np.asarray(chosen, dtype=np.int64))
+def _probe_seconds(fit_seconds: float, images: int, views: int) -> float:
+    """What cross-validating the plain and the ``views`` probes and refitting one costs: L-BFGS time
+    grows about linearly with the rows; doubled for safety."""
+    rows = images * ((views + 2) * CV_FOLDS * (CV_FOLDS - 1) / CV_FOLDS + 2 * (views + 1))
+    return 2 * fit_seconds * rows
 
 
-def _rarest_label(targets: np.ndarray) -> np.ndarray:
-    """Per row, the index of its least frequent label (-1 for a row without labels)."""
-    counts = targets.sum(axis=0)
-    return np.where(targets.any(axis=1), np.argmin(np.where(targets > 0, counts, np.inf), axis=1), -1)
-
-
-def _decode_and_extract(items, targets, net, spec, clock, rng, log):
+def _decode_and_extract(items, targets, net, spec, budget, rng, log):
     """Decode every image once (random order) and extract frozen features.
 
     Stops early, keeping a random subset, if the budget would not leave time
@@ -428,7 +511,7 @@ def _decode_and_extract(items, targets, net, spec, clock, rng, log):
             kept.extend(batch_rows)
         done = start + BATCH_SIZE
         per_batch = (time.monotonic() - started) / (done / BATCH_SIZE)
-        if done < len(order) and clock.remaining() < per_batch + MARGIN_SECONDS + 1.0 and len(kept) >= 2:
+        if done < len(order) and budget.remaining() < per_batch + MARGIN_SECONDS + 1.0 and len(kept) >= 2:
             log.append({"stage": "features", "note": f"budget reached: using {len(kept)} of {len(items)} images"})
             break
     if skipped:
@@ -441,6 +524,39 @@ def _decode_and_extract(items, targets, net, spec, clock, rng, log):
     fit = np.setdiff1d(np.arange(len(kept)), holdout)
     data = _Data(np.concatenate(pixels), kept_targets, fit, holdout)
     return data, np.concatenate(feats), seconds_per_image
+
+
+def _extract_unlabeled(images: Sequence[bytes], net, spec, budget, forward_seconds, log) -> np.ndarray:
+    """Frozen features of the unlabeled images, in order, within ``UNLABELED_SHARE`` of the time left.
+
+    Images that cannot be decoded are skipped (and counted): nobody has
+    checked an unlabeled image, and it costs the model nothing to do without one.
+    """
+    if not images:
+        return np.zeros((0, net.head.in_features), np.float32)
+    budget.report("unlabeled", f"extracting features of {len(images)} unlabeled images")
+    deadline = budget.elapsed() + UNLABELED_SHARE * budget.remaining()
+    feats, skipped, seen = [], 0, 0
+    per_batch = 2 * forward_seconds * BATCH_SIZE  # decoding included, until measured
+    for start in range(0, len(images), BATCH_SIZE):
+        if budget.elapsed() + per_batch > deadline:
+            log.append({"stage": "unlabeled", "note": f"time share reached: using {seen} of {len(images)} images"})
+            break
+        t = time.monotonic()
+        batch = []
+        for data in images[start : start + BATCH_SIZE]:
+            try:
+                batch.append(load_pixels(data, spec.input_size))
+            except ImageProblem:
+                skipped += 1
+        if batch:
+            feats.append(_features(net, normalize(np.stack(batch), spec)))
+        seen = min(len(images), start + BATCH_SIZE)
+        per_batch = time.monotonic() - t
+    kept = np.concatenate(feats) if feats else np.zeros((0, net.head.in_features), np.float32)
+    log.append({"stage": "unlabeled", "images": len(kept), "skipped_images": skipped,
+                "seconds": round(budget.elapsed(), 2)})
+    return kept
 
 
 def _features(net: ClassifierNet, batch: np.ndarray) -> np.ndarray:
@@ -462,43 +578,10 @@ def mixed_precision(device: torch.device | str):
     return contextlib.nullcontext()
 
 
-def _fit_head(head: nn.Linear, feats: np.ndarray, targets: np.ndarray, task: Task) -> None:
-    """Fit the linear head exactly: L-BFGS on the L2-regularised logistic loss.
-
-    The same objective as scikit-learn's LogisticRegression(C=1/HEAD_L2)
-    (multinomial for multi-class, one-vs-rest for multi-label), written in
-    torch so both tasks share one code path and the result is the head itself.
-    """
-    x = torch.from_numpy(feats).float()
-    y = torch.from_numpy(targets).float()
-    weight = torch.zeros(y.shape[1], x.shape[1], requires_grad=True)
-    bias = torch.zeros(y.shape[1], requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], lr=1, max_iter=500, tolerance_grad=1e-6,
-                                  history_size=20, line_search_fn="strong_wolfe")
-    l2 = HEAD_L2 / (2 * len(x))  # sklearn sums the loss; this is its mean form
-
-    def closure():
-        optimizer.zero_grad()
-        loss = _head_loss(x @ weight.T + bias, y, task) + l2 * weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    with torch.no_grad():
-        head.weight.copy_(weight.detach().to(head.weight.device))
-        head.bias.copy_(bias.detach().to(head.bias.device))
-
-
-def _head_loss(logits: torch.Tensor, y: torch.Tensor, task: Task, smoothing: float = 0.0) -> torch.Tensor:
-    if task == "multiclass":
-        return F.cross_entropy(logits, y.argmax(dim=1), label_smoothing=smoothing)
-    return F.binary_cross_entropy_with_logits(logits, y, reduction="sum") / len(y)  # summed over labels, like OvR
-
-
 def _score(net: ClassifierNet, stage: str, feats: np.ndarray, data: _Data, task: Task) -> _Candidate:
     """Holdout macro-F1 and loss of the head on precomputed (clean, un-augmented) features."""
     if not len(data.holdout):
-        return _Candidate(stage, 0.0, 0.0, copy.deepcopy(net.state_dict()))
+        return _Candidate(stage, 0.0, 0.0, copy.deepcopy(net.state_dict()), np.zeros((0, data.targets.shape[1])))
     with torch.no_grad():
         head = net.head
         x = torch.from_numpy(feats[data.holdout]).to(head.weight.device)
@@ -508,9 +591,9 @@ def _score(net: ClassifierNet, stage: str, feats: np.ndarray, data: _Data, task:
 
 def _candidate(net, stage, logits, targets, task) -> _Candidate:
     y = torch.from_numpy(targets)
-    loss = float(_head_loss(logits, y, task))
+    loss = float(head_loss(logits, y, task))
     return _Candidate(stage, macro_f1(_scores(logits, task).numpy(), targets, task), loss,
-                      {k: v.detach().clone() for k, v in net.state_dict().items()})
+                      {k: v.detach().clone() for k, v in net.state_dict().items()}, logits.numpy())
 
 
 def _scores(logits: torch.Tensor, task: Task) -> torch.Tensor:
@@ -532,21 +615,21 @@ def macro_f1(scores: np.ndarray, targets: np.ndarray, task: Task) -> float:
 
 
 # --- stage 2: augmented views -----------------------------------------------------------
-def _augmented_views(net, data, spec, clock, forward_seconds, fit_seconds, share, seed, device) -> list[np.ndarray]:
+def _augmented_views(net, data, spec, budget, forward_seconds, fit_seconds, share, seed, device) -> list[np.ndarray]:
     """Frozen features of up to ``MAX_VIEWS`` augmented copies of every image, within ``share`` of the time left.
 
     Views of the holdout images are computed too (they are not used to pick
     the model, only for the final refit on all images).
     """
     generator = torch.Generator().manual_seed(seed + 1)
-    start_left = clock.remaining()
+    start_left = budget.remaining()
     limit = min(MAX_VIEWS, int(VIEWS_MEMORY_BYTES // max(1, data.pixels.shape[0] * net.head.in_features * 4)))
     per_view = forward_seconds * len(data.pixels) * 1.2  # the augmentation itself adds ~20 %
     views: list[np.ndarray] = []
     while len(views) < limit:
         # this view, then what the probes on all views will cost, and a margin
         after = per_view + _probe_seconds(fit_seconds, len(data.pixels), len(views) + 1) + MARGIN_SECONDS
-        if start_left - clock.remaining() + after > share * start_left or clock.remaining() < after:
+        if start_left - budget.remaining() + after > share * start_left or budget.remaining() < after:
             break
         t = time.monotonic()
         chunks = []
@@ -571,7 +654,7 @@ def trainable_tail(blocks: nn.Sequential, share: float = TRAINABLE_PARAMETER_SHA
     return 0
 
 
-def _finetune(net, data, spec, task, clock, seconds_per_image, best, log, report, device):
+def _finetune(net, data, spec, task, budget, seconds_per_image, best, log, device):
     blocks = net.features.blocks
     first = trainable_tail(blocks)
     frozen, trained = blocks[:first], blocks[first:]
@@ -587,8 +670,8 @@ def _finetune(net, data, spec, task, clock, seconds_per_image, best, log, report
     # A first guess of the costs, replaced by measurements as soon as there are some.
     eval_seconds = seconds_per_image * len(data.holdout)
     step_seconds = 3 * seconds_per_image * min(BATCH_SIZE, len(data.fit))
-    start = clock.elapsed()
-    span = max(1e-3, clock.remaining() - MARGIN_SECONDS)  # the schedule runs over the time left
+    start = budget.elapsed()
+    span = max(1e-3, budget.remaining() - MARGIN_SECONDS)  # the schedule runs over the time left
     generator = torch.Generator().manual_seed(int(data.fit.sum()) % (2**31))
     epoch, steps, stop = 0, 0, False
     while not stop:
@@ -600,10 +683,10 @@ def _finetune(net, data, spec, task, clock, seconds_per_image, best, log, report
             if len(rows) < BATCH_SIZE // 2 and i > 0:
                 break  # a tiny last batch is mostly noise
             # Stop while a step and the final evaluation still fit in the budget.
-            if clock.remaining() < step_seconds + eval_seconds + MARGIN_SECONDS:
+            if budget.remaining() < step_seconds + eval_seconds + MARGIN_SECONDS:
                 stop = True
                 break
-            set_lr(optimizer, base_lrs, (clock.elapsed() - start) / span, WARMUP_SHARE)
+            set_warmup_cosine_lr(optimizer, base_lrs, (budget.elapsed() - start) / span, WARMUP_SHARE)
             t = time.monotonic()
             x, y = _augmented_batch(data, rows, spec, generator, device)
             net.train()
@@ -612,7 +695,7 @@ def _finetune(net, data, spec, task, clock, seconds_per_image, best, log, report
                 with torch.no_grad():
                     h = frozen(x)
                 logits = net.head(torch.flatten(net.features.pool(trained(h)), 1))
-            loss = _head_loss(logits.float(), y, task, LABEL_SMOOTHING if task == "multiclass" else 0.0)
+            loss = head_loss(logits.float(), y, task, LABEL_SMOOTHING if task == "multiclass" else 0.0)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -624,34 +707,15 @@ def _finetune(net, data, spec, task, clock, seconds_per_image, best, log, report
         t = time.monotonic()
         candidate = _evaluate(net, f"finetune epoch {epoch}", holdout_x, data.targets[data.holdout], task, device)
         eval_seconds = time.monotonic() - t
-        entry = _log_entry(candidate, clock)
+        entry = _log_entry(candidate, budget)
         entry["steps"] = steps
         log.append(entry)
-        report("finetune", clock.elapsed() / clock.budget,
-               f"fine-tuning epoch {epoch}: holdout macro-F1 {candidate.f1:.3f}")
+        budget.report("finetune", f"fine-tuning epoch {epoch}: holdout macro-F1 {candidate.f1:.3f}")
         if candidate.better_than(best):
             best = candidate
     for p in net.parameters():
         p.requires_grad_(True)
     return best
-
-
-def set_lr(optimizer, base_lrs, progress: float, warmup_share: float, start: float = 0.0) -> None:
-    """Linear warm-up from ``start`` x the base rate, then cosine to zero, over the training *time*."""
-    progress = min(max(progress, 0.0), 1.0)
-    if progress < warmup_share:
-        factor = start + (1 - start) * progress / warmup_share
-    else:
-        factor = 0.5 * (1 + math.cos(math.pi * (progress - warmup_share) / (1 - warmup_share)))
-    for group, base in zip(optimizer.param_groups, base_lrs):
-        group["lr"] = base * factor
-
-
-def freeze_batchnorm(net: nn.Module) -> None:
-    """BatchNorm layers keep their pretrained statistics (too few images here to re-estimate them)."""
-    for module in net.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.eval()
 
 
 def _augmented_batch(data, rows, spec, generator, device):
@@ -698,6 +762,6 @@ def _evaluate(net, stage, holdout_x, targets, task, device) -> _Candidate:
     return _candidate(net, stage, logits, targets, task)
 
 
-def _log_entry(candidate: _Candidate, clock: Clock) -> dict:
+def _log_entry(candidate: _Candidate, budget: Budget) -> dict:
     return {"stage": candidate.stage, "holdout_f1": round(candidate.f1, 4),
-            "holdout_loss": round(candidate.loss, 4), "seconds": round(clock.elapsed(), 2)}
+            "holdout_loss": round(candidate.loss, 4), "seconds": round(budget.elapsed(), 2)}

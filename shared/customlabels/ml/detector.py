@@ -4,15 +4,15 @@
     detections = model.predict([image_bytes])   # per image: [Detection(label_index, score, left, top, width, height)]
     model.log                                   # plan, holdout F1/mAP per evaluation, the chosen one
 
-``items`` are ``(image_bytes, [BoxLabel, ...])`` pairs, boxes as ratios of the
-image like Rekognition's ``BoundingBox``; an image without boxes is a
-negative example.
+``items`` are ``(image_bytes, [Box, ...])`` pairs (``evaluation.detection.Box``,
+its score unused), boxes as ratios of the image like Rekognition's
+``BoundingBox``; an image without boxes is a negative example.
 
 The model is a one-stage, anchor-free detector in the manner of FCOS (Tian et
 al. 2019, with its later "center sampling + GIoU" improvements):
 
 * **Backbone**: a pretrained ImageNet network from ``backbones.py``
-  (EfficientNet-Lite0 by default, MobileNetV2 when timm is missing), tapped at
+  (``BACKBONE``, EfficientNet-Lite0, unless told otherwise), tapped at
   strides 8, 16 and 32 (its last block at each stride; the 1280-channel head
   convolution is not used). Blocks at strides 2 and 4 are frozen (generic
   edges, and backpropagating through them is the costliest part of a step at
@@ -75,12 +75,11 @@ and summarised in ``MEASUREMENTS``.
 """
 from __future__ import annotations
 
-import copy
 import math
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -91,12 +90,17 @@ from torch import nn
 
 from customlabels.images import ImageProblem
 from customlabels.ml.backbones import BACKBONES, load_backbone
-from customlabels.ml.classifier import Clock, freeze_batchnorm, set_lr, stratified_holdout
-from customlabels.ml.detector_onnx import Detection, to_detections
 from customlabels.ml.evaluation.detection import Box, evaluate_detection
-from customlabels.ml.preprocess import Preprocessing, load_pixels, preprocess
-
-Progress = Callable[[str, float, str], None]  # (stage, fraction of the budget used, message)
+from customlabels.ml.runtime.onnx_file import Detection, to_detections
+from customlabels.ml.runtime.preprocess import Preprocessing, load_pixels, preprocess
+from customlabels.ml.splits import stratified_holdout
+from customlabels.ml.train_utils import (
+    Budget,
+    Progress,
+    WeightAverage,
+    freeze_batchnorm,
+    set_warmup_cosine_lr,
+)
 
 MEASUREMENTS = """
 Seeded 80/20 splits (seed 0; tests/benchmarks/measure_detector.py), scored on the
@@ -156,6 +160,7 @@ Why this design, from these runs:
   detection, head widths, the augmentation's ranges, a 20-minute CPU budget.
 """
 
+BACKBONE = "efficientnet_lite0"  # stronger ImageNet features than MobileNetV2 at the same cost
 STRIDES = (8, 16, 32)
 SIZE_RANGES = ((0.0, 64.0), (64.0, 128.0), (128.0, float("inf")))  # FCOS: a level's largest distance, pixels
 CENTER_RADIUS = 1.5  # strides around a box centre that may be positive
@@ -186,18 +191,6 @@ EVAL_EVERY = 0.08  # of the training time, at least
 MIN_STEPS_BEFORE_EVAL = 10
 MARGIN_SECONDS = 0.5
 DECODE_THREADS = 8
-
-
-# --- public types ---------------------------------------------------------------------
-@dataclass
-class BoxLabel:
-    """A ground-truth box: ratios of the image (like Rekognition's BoundingBox)."""
-
-    label: str
-    left: float
-    top: float
-    width: float
-    height: float
 
 
 # --- the model ------------------------------------------------------------------------
@@ -372,6 +365,7 @@ class TrainedDetector:
     preprocessing: Preprocessing
     log: list[dict] = field(default_factory=list)
     task: str = "detection"
+    stopped_early: str | None = None  # the detector trains to the end of its budget
 
     @property
     def input_size(self) -> int:
@@ -396,7 +390,7 @@ class TrainedDetector:
 
 
 # --- data ---------------------------------------------------------------------------------
-def clean_boxes(boxes: Iterable[BoxLabel], index: dict[str, int]) -> tuple[list[tuple[int, float, float, float, float]], int]:
+def clean_boxes(boxes: Iterable[Box], index: dict[str, int]) -> tuple[list[tuple[int, float, float, float, float]], int]:
     """``([(label, x0, y0, x1, y1)], dropped)``: boxes clipped to the image; those of no size dropped."""
     kept, dropped = [], 0
     for box in boxes:
@@ -413,15 +407,6 @@ def clean_boxes(boxes: Iterable[BoxLabel], index: dict[str, int]) -> tuple[list[
             continue
         kept.append((index[box.label], x0, y0, x1, y1))
     return kept, dropped
-
-
-def choose_backbone(device: str) -> str:
-    """EfficientNet-Lite0 (stronger ImageNet features at MobileNetV2's cost) when timm is there."""
-    try:
-        import timm  # noqa: F401
-    except ImportError:
-        return "mobilenet_v2"
-    return "efficientnet_lite0"
 
 
 def choose_input_size(boxes: list[list[tuple]], device: str, budget_seconds: float, images: int) -> int:
@@ -442,7 +427,7 @@ def choose_input_size(boxes: list[list[tuple]], device: str, budget_seconds: flo
     return int(min(max(32 * math.ceil(size / 32), low), high))
 
 
-def _decode_all(items, size, clock, reserve, log) -> tuple[np.ndarray, list[int]]:
+def _decode_all(items, size, budget, reserve, log) -> tuple[np.ndarray, list[int]]:
     """Decode every image once to ``(S, S, 3)`` uint8 (a thread pool: Pillow releases the GIL)."""
     threads = max(1, min(DECODE_THREADS, os.cpu_count() or 1))
     pixels: list[np.ndarray] = []
@@ -458,7 +443,7 @@ def _decode_all(items, size, clock, reserve, log) -> tuple[np.ndarray, list[int]
     chunk = max(threads * 4, 16)
     with ThreadPoolExecutor(threads) as pool:
         for start in range(0, len(items), chunk):
-            if kept and clock.remaining() < reserve:
+            if kept and budget.remaining() < reserve:
                 log.append({"stage": "decode", "note": f"budget reached: using {len(kept)} of {len(items)} images"})
                 break
             for row, image in pool.map(decode, range(start, min(start + chunk, len(items)))):
@@ -488,7 +473,7 @@ def _pad_boxes(boxes: list[list[tuple]]) -> tuple[torch.Tensor, torch.Tensor]:
 
 # --- training -----------------------------------------------------------------------------
 def train_detector(
-    items: Iterable[tuple[bytes, list[BoxLabel]]],
+    items: Iterable[tuple[bytes, list[Box]]],
     *,
     labels: list[str],
     budget_seconds: float,
@@ -499,15 +484,14 @@ def train_detector(
     device: str | None = None,
     input_size: int | None = None,
 ) -> TrainedDetector:
-    """Train a detector on ``(image_bytes, [BoxLabel])`` items within ``budget_seconds``.
+    """Train a detector on ``(image_bytes, [Box])`` items within ``budget_seconds``.
 
     ``backbone=None`` picks one, ``input_size=None`` picks S from the boxes.
     Images without boxes are negatives; boxes of no size are dropped and
     undecodable images skipped (both counted in the log). Raises
     ``ValueError`` for an unknown label or when no image can be decoded.
     """
-    clock = Clock(budget_seconds)
-    report = progress or (lambda stage, fraction, message: None)
+    budget = Budget(budget_seconds, progress)
     if not labels or len(set(labels)) != len(labels):
         raise ValueError("labels must be distinct, and there must be at least one")
     items = list(items)
@@ -525,13 +509,13 @@ def train_detector(
     if dropped:
         log.append({"stage": "boxes", "dropped_degenerate": dropped})
 
-    name = backbone or choose_backbone(device)
+    name = backbone or BACKBONE
     size = input_size or choose_input_size(all_boxes, device, budget_seconds, len(items))
     spec = replace(BACKBONES[name].preprocessing(size), resize="stretch")
-    report("decode", 0.0, f"decoding {len(items)} images at {size} px")
-    pixels, kept = _decode_all(items, size, clock, reserve=0.35 * clock.budget, log=log)
+    budget.report("decode", f"decoding {len(items)} images at {size} px")
+    pixels, kept = _decode_all(items, size, budget, reserve=0.35 * budget.seconds, log=log)
     all_boxes = [all_boxes[row] for row in kept]
-    log.append({"stage": "decode", "images": len(kept), "input_size": size, "seconds": round(clock.elapsed(), 2)})
+    log.append({"stage": "decode", "images": len(kept), "input_size": size, "seconds": round(budget.elapsed(), 2)})
 
     blocks, _, _ = load_backbone(name, weights_dir)
     net = DetectorNet(blocks.blocks, len(labels), size).to(device).to(memory_format=torch.channels_last)
@@ -543,19 +527,17 @@ def train_detector(
     fit = np.setdiff1d(np.arange(len(kept)), holdout)
     batch = max(1, min(_batch_size(kind, size, device), len(fit)))
     log.append({"stage": "plan", "backbone": name, "device": device, "input_size": size, "batch": batch,
-                "fit_images": len(fit), "holdout_images": len(holdout), "seconds": round(clock.elapsed(), 2)})
-    report("train", clock.elapsed() / clock.budget,
-           f"{name} at {size} px on {device}: {len(fit)} training, {len(holdout)} holdout images")
+                "fit_images": len(fit), "holdout_images": len(holdout), "seconds": round(budget.elapsed(), 2)})
+    budget.report("train", f"{name} at {size} px on {device}: {len(fit)} training, {len(holdout)} holdout images")
 
     data = _DeviceData(pixels, all_boxes, spec, device)
-    best = _train(net, data, fit, holdout, labels, batch, clock, seed, log, report, device)
+    best = _train(net, data, fit, holdout, labels, batch, budget, seed, log, device)
     if best is not None:
         net.load_state_dict(best.state)
         log.append({"stage": "chosen", "from": best.stage, "holdout_f1": round(best.f1, 4),
-                    "holdout_map": round(best.ap, 4), "seconds": round(clock.elapsed(), 2)})
-    report("done", min(1.0, clock.elapsed() / clock.budget),
-           f"chose {best.stage if best else 'the last weights'}"
-           + (f" (holdout macro-F1 {best.f1:.3f}, mAP {best.ap:.3f})" if best else ""))
+                    "holdout_map": round(best.ap, 4), "seconds": round(budget.elapsed(), 2)})
+    budget.report("done", f"chose {best.stage if best else 'the last weights'}"
+                  + (f" (holdout macro-F1 {best.f1:.3f}, mAP {best.ap:.3f})" if best else ""))
     net.eval().cpu()
     return TrainedDetector(net, list(labels), name, spec, log)
 
@@ -598,7 +580,7 @@ class _Candidate:
         return self.f1 + self.ap
 
 
-def _train(net, data, fit, holdout, labels, batch, clock, seed, log, report, device):
+def _train(net, data, fit, holdout, labels, batch, budget, seed, log, device):
     kind = "cuda" if str(device).startswith("cuda") else "cpu"
     amp = kind == "cuda"
     amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
@@ -611,31 +593,27 @@ def _train(net, data, fit, holdout, labels, batch, clock, seed, log, report, dev
                                   fused=kind == "cuda")
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
-    ema = copy.deepcopy(net).eval()
-    for p in ema.parameters():
-        p.requires_grad_(False)
+    average = WeightAverage(net)  # what gets evaluated
     generator = torch.Generator(device=device).manual_seed(seed + 1)
     order_rng = np.random.default_rng(seed + 2)
 
-    start = clock.elapsed()
-    span = max(1e-3, clock.remaining() - MARGIN_SECONDS)
+    start = budget.elapsed()
+    span = max(1e-3, budget.remaining() - MARGIN_SECONDS)
     step_seconds = eval_seconds = None
     eval_costs: list[float] = []
     steps, epoch, best, last_eval_step, last_eval_time = 0, 0, None, -1, start
-    ema_updates = 0
     order = np.zeros(0, dtype=np.int64)
     while True:
         # Stop while one more step and the final evaluation still fit.
         step_cost = step_seconds if step_seconds is not None else _guess_first_step(batch, data.size, kind)
         need = step_cost + (1.5 * eval_seconds if eval_seconds is not None else _guess_eval(len(holdout), data.size, kind))
-        if clock.remaining() < need + MARGIN_SECONDS:
+        if budget.remaining() < need + MARGIN_SECONDS:
             break
         if len(order) < batch:
             order = np.concatenate([order, order_rng.permutation(fit)])
             epoch += 1
         rows, order = order[:batch], order[batch:]
-        progress = (clock.elapsed() - start) / span
-        set_lr(optimizer, base_lrs, progress, WARMUP_SHARE, start=0.1)
+        set_warmup_cosine_lr(optimizer, base_lrs, (budget.elapsed() - start) / span, WARMUP_SHARE, start=0.1)
         t = time.monotonic()
         x, boxes, box_labels = _augment(data, torch.from_numpy(rows).to(device), generator)
         net.train()
@@ -650,12 +628,9 @@ def _train(net, data, fit, holdout, labels, batch, clock, seed, log, report, dev
         scaler.step(optimizer)
         scaler.update()
         steps += 1
-        # EMA over about 5 % of the expected steps (at least 10, at most 500), warmed up.
+        # Averaged over about 5 % of the expected steps (at least 10, at most 500).
         expected = span / step_seconds if step_seconds else 100.0
-        window = min(500.0, max(10.0, 0.05 * expected))
-        ema_updates += 1
-        decay = min(1 - 1 / window, (1 + ema_updates) / (10 + ema_updates))
-        _ema_update(ema, net, decay)
+        average.update_within(net, window=min(500.0, max(10.0, 0.05 * expected)))
         if kind == "cuda" and steps <= 3:
             torch.cuda.synchronize()
         measured = time.monotonic() - t
@@ -668,27 +643,30 @@ def _train(net, data, fit, holdout, labels, batch, clock, seed, log, report, dev
         # measured: the first one pays one-time set-up costs); not before a few steps have been taken.
         typical_eval = min(eval_costs) if eval_costs else 0.0
         due = steps >= MIN_STEPS_BEFORE_EVAL and (
-            clock.elapsed() - last_eval_time >= max(EVAL_EVERY * span, 8 * typical_eval))
-        if len(holdout) and due and clock.remaining() > 2 * (eval_seconds or 1.0) + MARGIN_SECONDS:
+            budget.elapsed() - last_eval_time >= max(EVAL_EVERY * span, 8 * typical_eval))
+        if len(holdout) and due and budget.remaining() > 2 * (eval_seconds or 1.0) + MARGIN_SECONDS:
             t = time.monotonic()
-            candidate = _evaluate(ema, data, holdout, labels, f"step {steps} (epoch {epoch})", amp, amp_dtype, kind)
+            candidate = _evaluate(average.module, data, holdout, labels, f"step {steps} (epoch {epoch})",
+                                  amp, amp_dtype, kind)
             eval_seconds = time.monotonic() - t
             eval_costs.append(eval_seconds)
-            last_eval_step, last_eval_time = steps, clock.elapsed()
-            best = _keep(best, candidate, log, clock, steps, float(loss.detach()), parts)
-            report("train", clock.elapsed() / clock.budget,
-                   f"step {steps}, epoch {epoch}: holdout macro-F1 {candidate.f1:.3f}, mAP {candidate.ap:.3f}")
+            last_eval_step, last_eval_time = steps, budget.elapsed()
+            best = _keep(best, candidate, log, budget, steps, float(loss.detach()), parts)
+            budget.report("train",
+                          f"step {steps}, epoch {epoch}: holdout macro-F1 {candidate.f1:.3f}, mAP {candidate.ap:.3f}")
     if steps and last_eval_step != steps and len(holdout):
-        candidate = _evaluate(ema, data, holdout, labels, f"step {steps} (epoch {epoch}, last)", amp, amp_dtype, kind)
-        best = _keep(best, candidate, log, clock, steps, None, None)
-        report("train", clock.elapsed() / clock.budget,
-               f"step {steps}, epoch {epoch} (last): holdout macro-F1 {candidate.f1:.3f}, mAP {candidate.ap:.3f}")
+        candidate = _evaluate(average.module, data, holdout, labels, f"step {steps} (epoch {epoch}, last)",
+                              amp, amp_dtype, kind)
+        best = _keep(best, candidate, log, budget, steps, None, None)
+        budget.report("train", f"step {steps}, epoch {epoch} (last): holdout macro-F1 {candidate.f1:.3f}, "
+                               f"mAP {candidate.ap:.3f}")
     log.append({"stage": "train", "steps": steps, "epochs": epoch, "images_seen": steps * batch,
-                "seconds_per_step": round(step_seconds or 0.0, 4), "seconds": round(clock.elapsed(), 2)})
+                "seconds_per_step": round(step_seconds or 0.0, 4), "seconds": round(budget.elapsed(), 2)})
     for p in net.parameters():
         p.requires_grad_(True)
     if best is None and steps:
-        best = _Candidate(f"step {steps} (no holdout)", 0.0, 0.0, {k: v.clone() for k, v in ema.state_dict().items()})
+        weights = {k: v.clone() for k, v in average.module.state_dict().items()}
+        best = _Candidate(f"step {steps} (no holdout)", 0.0, 0.0, weights)
         log.append({"stage": "train", "note": "no holdout images: the last (averaged) weights are used"})
     return best
 
@@ -706,23 +684,14 @@ def _guess_eval(holdout: int, size: int, kind: str) -> float:
     return per_image * holdout + 0.3
 
 
-def _keep(best, candidate, log, clock, steps, loss, parts):
+def _keep(best, candidate, log, budget, steps, loss, parts):
     entry = {"stage": candidate.stage, "holdout_f1": round(candidate.f1, 4), "holdout_map": round(candidate.ap, 4),
-             "seconds": round(clock.elapsed(), 2)}
+             "seconds": round(budget.elapsed(), 2)}
     if loss is not None:
         entry["loss"] = round(loss, 4)
         entry.update({k: round(float(v), 4) for k, v in parts.items()})
     log.append(entry)
     return candidate if best is None or candidate.key() >= best.key() else best  # ties: the longer-trained
-
-
-@torch.no_grad()
-def _ema_update(ema: nn.Module, net: nn.Module, decay: float) -> None:
-    ema_params = [p for p in ema.parameters()]
-    net_params = [p.detach() for p in net.parameters()]
-    torch._foreach_lerp_(ema_params, net_params, 1 - decay)
-    for e, b in zip(ema.buffers(), net.buffers()):
-        e.copy_(b)
 
 
 def _augment(data: _DeviceData, rows: torch.Tensor, generator: torch.Generator):

@@ -41,6 +41,10 @@ class Rejected(BlobStoreError):
     """A ``put_stream`` whose ``accept`` check refused the content; nothing was stored."""
 
 
+class ReservedBucket(BlobStoreError):
+    """The bucket is one of customlabels' own (``RESERVED_BUCKET_PREFIX``): no user names it."""
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     bucket: str
@@ -74,6 +78,37 @@ def check_key(key: str) -> str:
                 f"object key {key!r} has an empty, '.' or '..' segment: keys cannot leave their bucket"
             )
     return key
+
+
+# Buckets customlabels keeps for itself (manifest snapshots, thumbnails...): written by
+# services directly, never named by a user through the gateway's object routes or the console.
+RESERVED_BUCKET_PREFIX = "customlabels-internal"
+
+
+def is_reserved_bucket(bucket: str) -> bool:
+    return bucket.startswith(RESERVED_BUCKET_PREFIX)
+
+
+def check_user_address(bucket: str, key: str | None = None) -> tuple[str, str | None]:
+    """The one rule for an object address a user gives (the gateway's /objects routes, the
+    console's images): a valid bucket name, a valid key (when there is one), and not one of
+    customlabels' own buckets. Raises InvalidKey or ReservedBucket, whose messages say why."""
+    check_bucket(bucket)
+    if key is not None:
+        check_key(key)
+    if is_reserved_bucket(bucket):
+        raise ReservedBucket(f"bucket {bucket} is reserved for customlabels itself")
+    return bucket, key
+
+
+_S3_URI = re.compile(r"s3://([^/]+)/(.+)", re.DOTALL)
+
+
+def split_s3_uri(uri: str) -> tuple[str, str] | None:
+    """``s3://bucket/key`` -> (bucket, key); None for anything not of that form
+    (the bucket and key are not checked: see ``check_bucket``/``check_key``)."""
+    match = _S3_URI.fullmatch(uri) if isinstance(uri, str) else None
+    return (match.group(1), match.group(2)) if match else None
 
 
 Chunks = AsyncIterator[bytes]

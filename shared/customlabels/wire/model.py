@@ -1,20 +1,34 @@
-"""The gateway's wire layer, derived from botocore's rekognition service model.
+"""Requests and results checked against a botocore service model.
 
-Nothing here is written per operation: request validation, the shapes of
-responses and the list of operations all come from
-``botocore/data/rekognition/2016-06-27/service-2.json``, so the gateway accepts
-exactly what the model (and so boto3) describes.
+Nothing here is written per operation or per API: request validation and the
+shapes of responses come from the API's ``service-2.json`` (botocore's
+``rekognition``, ``sagemaker``, ``sagemaker-a2i-runtime``, or one this package
+ships), so a server accepts exactly what the model (and so boto3) describes.
+Which operations are served comes from ``customlabels.wire.table``; how they
+travel over HTTP from ``customlabels.wire.protocols``.
+
+Three kinds of input are checked, by the same walk:
+
+* a request decoded from the wire (``parse_document``/``parse_request``):
+  blobs in base64, timestamps as epoch seconds or ISO 8601 strings;
+* a request handed over in process (``validate_params``), as boto3 takes it
+  (blobs as bytes, timestamps as datetimes): it must be one a client could
+  send, so a member the model lacks is refused, which HTTP cannot show;
+* a service's result (``check_response``): only the shape's members.
 
 Decisions, where the model does not say:
 
-* Unknown members are ignored and dropped, at every level, as AWS JSON services
-  do (it lets newer clients talk to an older server).
+* Unknown members of a request from the wire are ignored and dropped, at every
+  level, as AWS JSON services do (it lets newer clients talk to an older
+  server). In process they are refused, as boto3 refuses them: "Unknown
+  parameter in input".
 * A value of the wrong JSON type (a string for an integer, ``true`` for an
   integer, a number for a list ...) is a ``SerializationException``, as AWS
   answers it: deserialisation fails before validation runs. All such errors
   are listed together.
 * Constraint violations (required, length, size, range, pattern, enum, blob
-  length, bad base64) are an ``InvalidParameterException`` in AWS's wording:
+  length, bad base64) are an ``InvalidParameterException`` (each API names it
+  its own way: ``ValidationException`` for SageMaker) in AWS's wording:
   ``N validation error(s) detected: Value '...' at 'a.b' failed to satisfy
   constraint: ...; ...``. Paths are lowerCamel like AWS's; list items are
   ``name.<1-based index>.member``; a bad map key or scalar map value is
@@ -25,8 +39,9 @@ Decisions, where the model does not say:
 * ``null`` members count as absent; an empty body counts as ``{}``.
 * Model patterns are Java regular expressions, matched against the whole value
   (``Member must satisfy regular expression pattern`` means a full match in
-  AWS). They are translated where Java and Python differ (``\\p{L}``, ``.``)
-  and all compiled at load: a pattern Python cannot reproduce stops the load.
+  AWS). They are translated where Java and Python differ (``\\p{L}``, ``.``);
+  those the served operations use are compiled at load (a pattern Python
+  cannot reproduce stops the load), any other on first use.
 """
 from __future__ import annotations
 
@@ -38,7 +53,7 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Collection, Literal
 
 import botocore.session
 from botocore.model import ServiceModel, Shape
@@ -46,22 +61,12 @@ from botocore.model import ServiceModel, Shape
 from customlabels import errors
 
 from customlabels.wire.java_patterns import ModelError, compile_java_pattern, translate_java_pattern  # noqa: F401 (re-exported)
+from customlabels.wire.table import MODELS_DIR, served_operations
 
 SERVICE_NAME = "rekognition"
 
-CUSTOM_LABELS_OPERATIONS = frozenset({
-    # Projects
-    "CreateProject", "DescribeProjects", "DeleteProject",
-    # Datasets
-    "CreateDataset", "DescribeDataset", "DeleteDataset", "UpdateDatasetEntries",
-    "ListDatasetEntries", "ListDatasetLabels", "DistributeDatasetEntries",
-    # Models
-    "CreateProjectVersion", "DescribeProjectVersions", "DeleteProjectVersion",
-    "CopyProjectVersion", "StartProjectVersion", "StopProjectVersion", "DetectCustomLabels",
-    # Access and tags
-    "PutProjectPolicy", "ListProjectPolicies", "DeleteProjectPolicy",
-    "TagResource", "UntagResource", "ListTagsForResource",
-})
+# The Rekognition operations this product serves (from the operation table).
+CUSTOM_LABELS_OPERATIONS = served_operations(SERVICE_NAME)
 
 MAX_LISTED_VIOLATIONS = 10
 MAX_VALUE_CHARS = 100
@@ -81,21 +86,44 @@ class ResponseModelError(errors.InternalServerError):
     """A service returned a result that does not match the operation's output shape (a service bug)."""
 
 
-def _model_patterns(model: ServiceModel) -> dict[str, re.Pattern[str]]:
-    """Every pattern in the whole model, compiled; any failure stops the load, listing them all."""
-    compiled: dict[str, re.Pattern[str]] = {}
-    failures: list[str] = []
-    for name in model.shape_names:
-        pattern = model.shape_for(name).metadata.get("pattern")
-        if pattern is None or pattern in compiled:
+class _Patterns(dict):
+    """Compiled model patterns, each compiled on first use (``preload`` compiles a set at once)."""
+
+    def __missing__(self, pattern: str) -> re.Pattern[str]:
+        compiled = self[pattern] = compile_java_pattern(pattern)
+        return compiled
+
+    def preload(self, shapes: Iterator[Shape]) -> None:
+        """Compile every pattern of ``shapes``; any failure stops the load, listing them all."""
+        failures: list[str] = []
+        for shape in shapes:
+            pattern = shape.metadata.get("pattern")
+            if pattern is None or pattern in self:
+                continue
+            try:
+                self[pattern]
+            except ModelError as exc:
+                failures.append(f"{shape.name}: {exc}")
+        if failures:
+            raise ModelError("; ".join(failures))
+
+
+def _reachable_shapes(roots: Iterator[Shape | None]) -> Iterator[Shape]:
+    """Every shape reachable from ``roots``, each once."""
+    seen: set[str] = set()
+    stack = [root for root in roots if root is not None]
+    while stack:
+        shape = stack.pop()
+        if shape.name in seen:
             continue
-        try:
-            compiled[pattern] = compile_java_pattern(pattern)
-        except ModelError as exc:
-            failures.append(f"{name}: {exc}")
-    if failures:
-        raise ModelError("; ".join(failures))
-    return compiled
+        seen.add(shape.name)
+        yield shape
+        if shape.type_name == "structure":
+            stack.extend(shape.members.values())
+        elif shape.type_name == "list":
+            stack.append(shape.member)
+        elif shape.type_name == "map":
+            stack.extend((shape.key, shape.value))
 
 
 # --------------------------------------------------------------------------- validation
@@ -210,18 +238,27 @@ def _range_failures(metadata: Mapping[str, Any], number: float) -> list[str]:
     return failures
 
 
+# What a _Checker walks: a request decoded from the wire, a request handed
+# over in process (boto3's Python types), or a service's result.
+Mode = Literal["wire", "params", "result"]
+
+
 class _Checker:
     """One walk of a value against a shape, collecting every problem.
 
-    ``wire=True`` checks a decoded JSON request and converts it the way boto3
-    would hand it over (base64 blobs -> bytes, timestamps -> datetime);
-    ``wire=False`` checks a service's Python result (bytes, datetime) as is,
-    and also reports members the shape does not have.
+    ``wire`` checks a decoded JSON request and converts it the way boto3
+    would hand it over (base64 blobs -> bytes, timestamps -> datetime),
+    dropping members the shape does not have; ``params`` checks a request in
+    boto3's Python types (bytes or str blobs; datetime, epoch or ISO 8601
+    timestamps) and refuses members the shape does not have; ``result``
+    checks a service's Python result (bytes, datetime) as is, and reports
+    members the shape does not have.
     """
 
-    def __init__(self, patterns: Mapping[str, re.Pattern[str]], *, wire: bool):
+    def __init__(self, patterns: Mapping[str, re.Pattern[str]], mode: Mode):
         self._patterns = patterns
-        self._wire = wire
+        self._mode = mode
+        self._wire = mode == "wire"
         # Messages are kept only for the first problems (they are all that a
         # message lists), so a huge bad list costs no more than a small one.
         self.type_errors: list[str] = []
@@ -276,11 +313,20 @@ class _Checker:
                     self._violation(member_path, None, None, "Member must not be null")
                 continue
             out[name] = self.value(member_shape, member_value, member_path)
-        if not self._wire:  # in a result, an unknown member is a typo in a service
-            for name in value.keys() - members.keys():
+        unknown = value.keys() - members.keys()
+        if unknown and self._mode == "result":  # in a result, an unknown member is a typo in a service
+            for name in sorted(map(str, unknown)):
                 self.type_error_count += 1
                 if len(self.type_errors) < MAX_LISTED_VIOLATIONS:
-                    self.type_errors.append(f"'{_member_path(path, str(name))}' is not a member of {shape.name}")
+                    self.type_errors.append(f"'{_member_path(path, name)}' is not a member of {shape.name}")
+        elif unknown and self._mode == "params":  # boto3's ParamValidationError, in its words
+            for name in sorted(map(str, unknown)):
+                self.violation_count += 1
+                if len(self.violations) < MAX_LISTED_VIOLATIONS:
+                    self.violations.append(
+                        f'Unknown parameter in {path or "input"}: "{_truncate(name)}", '
+                        f"must be one of: {', '.join(members)}"
+                    )
         return out
 
     def _list(self, shape: Shape, value: Any, path: str) -> Any:
@@ -392,6 +438,8 @@ class _Checker:
                 return value, ["Member must be valid Base64-encoded data"]
         elif isinstance(value, (bytes, bytearray, memoryview)):
             data = bytes(value)
+        elif isinstance(value, str) and self._mode == "params":  # boto3 sends a str blob as UTF-8
+            data = value.encode("utf-8")
         else:
             raise _TypeMismatch("bytes")
         return data, _length_failures(shape.metadata, len(data))
@@ -404,13 +452,13 @@ class _Checker:
                 return datetime.fromtimestamp(value, timezone.utc), []
             except (OverflowError, OSError, ValueError):
                 raise _TypeMismatch("a timestamp within range") from None
-        if isinstance(value, str) and self._wire:
+        if isinstance(value, str) and self._mode != "result":
             try:
                 parsed = datetime.fromisoformat(value)
             except ValueError:
                 raise _TypeMismatch(_EXPECTED["timestamp"]) from None
             return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)), []
-        raise _TypeMismatch(_EXPECTED["timestamp"] if self._wire else "a datetime")
+        raise _TypeMismatch("a datetime" if self._mode == "result" else _EXPECTED["timestamp"])
 
 
 def _has_lone_surrogate(text: str) -> bool:
@@ -431,28 +479,58 @@ def _summary(problems: list[str], count: int, noun: str) -> str:
 
 # --------------------------------------------------------------------------- serialisation
 
+UNIX_TIMESTAMP, ISO8601, RFC822 = "unixTimestamp", "iso8601", "rfc822"
 
-def _to_wire(shape: Shape, value: Any) -> Any:
-    """A service's Python value as JSON for ``shape``: only modelled members, no None."""
+
+def _to_wire(shape: Shape, value: Any, timestamp_format: str = UNIX_TIMESTAMP) -> Any:
+    """A service's Python value as JSON for ``shape``: only modelled members, no None.
+
+    Timestamps take the shape's ``timestampFormat`` where it has one (A2I's are
+    ISO 8601), else ``timestamp_format`` (the protocol's default for the place).
+    """
     kind = shape.type_name
     if kind == "structure":
         members = shape.members
         return {
-            name: _to_wire(members[name], member)
+            name: _to_wire(members[name], member, timestamp_format)
             for name, member in value.items()
             if member is not None and name in members
         }
     if kind == "list":
-        return [_to_wire(shape.member, item) for item in value]
+        return [_to_wire(shape.member, item, timestamp_format) for item in value]
     if kind == "map":
-        return {key: _to_wire(shape.value, item) for key, item in value.items() if item is not None}
+        return {key: _to_wire(shape.value, item, timestamp_format) for key, item in value.items() if item is not None}
     if kind == "timestamp" and isinstance(value, datetime):
-        # boto3 reads epoch seconds; a naive datetime is taken as UTC, never local time.
-        aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        return aware.timestamp()
+        return format_timestamp(value, shape.serialization.get("timestampFormat", timestamp_format))
     if kind == "blob":
         raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
         return base64.b64encode(raw).decode("ascii")
+    return value
+
+
+def format_timestamp(value: datetime, timestamp_format: str) -> Any:
+    """A datetime as botocore writes it in ``timestamp_format``; a naive one is UTC, never local time."""
+    aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if timestamp_format == UNIX_TIMESTAMP:
+        return aware.timestamp()  # boto3 reads epoch seconds
+    utc = aware.astimezone(timezone.utc)
+    if timestamp_format == ISO8601:
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if utc.microsecond else "%Y-%m-%dT%H:%M:%SZ")
+    if timestamp_format == RFC822:
+        return utc.strftime("%a, %d %b %Y %H:%M:%S GMT")
+    raise ModelError(f"unknown timestampFormat {timestamp_format!r}")
+
+
+def _project(shape: Shape, value: Any) -> Any:
+    """A result as a client reads it back: only modelled members, no None; values untouched."""
+    kind = shape.type_name
+    if kind == "structure" and isinstance(value, Mapping):
+        members = shape.members
+        return {name: _project(members[name], item) for name, item in value.items() if item is not None and name in members}
+    if kind == "list" and isinstance(value, (list, tuple)):
+        return [_project(shape.member, item) for item in value]
+    if kind == "map" and isinstance(value, Mapping):
+        return {key: _project(shape.value, item) for key, item in value.items() if item is not None}
     return value
 
 
@@ -460,44 +538,88 @@ def _to_wire(shape: Shape, value: Any) -> Any:
 
 
 class ApiModel:
-    """botocore's rekognition model, ready for the gateway. Build once (``load_api_model``)."""
+    """One API's botocore model, ready to check requests and results. Build once (``load_api_model``).
 
-    def __init__(self, service_model: ServiceModel | None = None):
-        self._model = service_model or _botocore_model()
-        _check_operations(self._model)
-        self._patterns = _model_patterns(self._model)
+    ``served``: the operations this product serves from the model (by
+    default, the operation table's); ``resolve_target`` answers the others
+    ``UnsupportedOperationException``. Errors raised here are the generic
+    ones of ``customlabels.errors`` (``InvalidParameterException``,
+    ``SerializationException``...); each API renames them on the way out
+    (``customlabels.wire.apis.Api.name_error``).
+    """
+
+    def __init__(self, service_model: ServiceModel | None = None, served: Collection[str] | None = None):
+        self._model = service_model or load_service_model(SERVICE_NAME)
+        self.name: str = self._model.service_name
         self._operation_names = frozenset(self._model.operation_names)
-        self.target_prefix: str = self._model.metadata["targetPrefix"]
-        self.json_version: str = self._model.metadata["jsonVersion"]
+        self.served = frozenset(served_operations(self.name) if served is None else served)
+        missing = self.served - self._operation_names
+        if missing:
+            raise ModelError(f"the {self.name} model lacks operations: {', '.join(sorted(missing))}")
+        self._patterns = _Patterns()
+        operations = [self._model.operation_model(name) for name in sorted(self.served)]
+        self._patterns.preload(_reachable_shapes(
+            shape for operation in operations for shape in (operation.input_shape, operation.output_shape)
+        ))
+        self.target_prefix: str | None = self._model.metadata.get("targetPrefix")
+        self.json_version: str | None = self._model.metadata.get("jsonVersion")
 
     @property
     def service_model(self) -> ServiceModel:
         return self._model
 
     def has_operation(self, name: str) -> bool:
-        """True for any operation of the rekognition model (not only Custom Labels)."""
+        """True for any operation of the model (served or not)."""
         return name in self._operation_names
 
-    def resolve_target(self, target: str | None) -> str:
-        """The operation named by an ``X-Amz-Target`` header, if this product serves it.
+    def operation_model(self, name: str):
+        """botocore's OperationModel; UnknownOperationException if the model has no such operation."""
+        if not self.has_operation(name):
+            raise errors.UnknownOperation(f"Unknown operation: {_truncate(name)!r}")
+        return self._model.operation_model(name)  # botocore caches these
 
-        Unknown or malformed target -> UnknownOperation; a real Rekognition
-        operation outside Custom Labels -> UnsupportedOperation.
+    def resolve_target(self, target: str | None) -> str:
+        """The operation named by an ``X-Amz-Target`` header (JSON protocol), if this product serves it.
+
+        Unknown or malformed target -> UnknownOperation; a real operation of
+        the model that this product does not serve -> UnsupportedOperation.
         """
         prefix, dot, name = (target or "").partition(".")
-        if prefix != self.target_prefix or not dot or not self.has_operation(name):
+        if self.target_prefix is None or prefix != self.target_prefix or not dot or not self.has_operation(name):
             raise errors.UnknownOperation(f"Unknown operation: X-Amz-Target {_truncate(target or '')!r}")
-        if name not in CUSTOM_LABELS_OPERATIONS:
-            raise errors.UnsupportedOperation(f"{name} is not supported: only the Custom Labels operations are")
+        self.check_served(name)
         return name
 
+    def check_served(self, name: str) -> None:
+        """UnsupportedOperationException unless this product serves operation ``name``."""
+        if name not in self.served:
+            raise errors.UnsupportedOperation(
+                f"{name} is not supported: this server serves only {', '.join(sorted(self.served))} of {self.name}"
+            )
+
     def parse_request(self, operation: str, body: bytes) -> dict[str, Any]:
-        """Decode and validate a request body; return boto3-style params (blobs as bytes)."""
-        document = _decode_json_object(body)
-        shape = self._operation(operation).input_shape
+        """Decode and validate a JSON request body; return boto3-style params (blobs as bytes)."""
+        return self.parse_document(operation, decode_json_object(body))
+
+    def parse_document(self, operation: str, document: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate a request decoded from the wire; return boto3-style params. Unknown members are dropped."""
+        return self._check_input(operation, document, "wire")
+
+    def validate_params(self, operation: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Validate a request handed over in process, as boto3 would send it; return the params to use.
+
+        The same checks and errors as ``parse_document``, and a member the
+        model lacks is refused (``InvalidParameterException``).
+        """
+        return self._check_input(operation, params or {}, "params")
+
+    def _check_input(self, operation: str, document: Mapping[str, Any], mode: Mode) -> dict[str, Any]:
+        shape = self.operation_model(operation).input_shape
         if shape is None:
+            if document and mode == "params":
+                raise errors.InvalidParameter(f"{operation} takes no parameters, not {', '.join(map(str, document))}")
             return {}
-        checker = _Checker(self._patterns, wire=True)
+        checker = _Checker(self._patterns, mode)
         params = checker.value(shape, document, "")
         if checker.type_error_count:
             message = _summary(checker.type_errors, checker.type_error_count, "serialization error")
@@ -512,29 +634,44 @@ class ApiModel:
         Members the output shape does not have are dropped (``check_response``
         reports them); NaN or infinity raise ValueError, as no AWS client can read them.
         """
-        shape = self._operation(operation).output_shape
-        document = _to_wire(shape, result or {}) if shape is not None else {}
-        return json.dumps(document, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        shape = self.operation_model(operation).output_shape
+        return encode_json(self.wire_document(shape, result))
+
+    @staticmethod
+    def wire_document(shape: Shape | None, value: Mapping[str, Any] | None, timestamp_format: str = UNIX_TIMESTAMP) -> dict[str, Any]:
+        """``value`` as the JSON document of ``shape`` (see ``_to_wire``)."""
+        return _to_wire(shape, value or {}, timestamp_format) if shape is not None else {}
 
     def check_response(self, operation: str, result: Mapping[str, Any] | None) -> None:
-        """Raise ResponseModelError unless ``result`` fits the operation's output shape."""
-        shape = self._operation(operation).output_shape
+        """Raise ResponseModelError unless ``result`` fits the operation's output shape.
+
+        Strict: a member the shape lacks, a wrong type, a missing required
+        member or a broken constraint (enum, range, pattern) each fail.
+        """
+        shape = self.operation_model(operation).output_shape
         if shape is None:
+            if result:
+                raise ResponseModelError(f"{operation} has no output, yet its result has {', '.join(map(str, result))}")
             return
-        checker = _Checker(self._patterns, wire=False)
+        checker = _Checker(self._patterns, "result")
         checker.value(shape, result or {}, "")
         count = checker.type_error_count + checker.violation_count
         if count:
             listed = (checker.type_errors + checker.violations)[:MAX_LISTED_VIOLATIONS]
             raise ResponseModelError(f"{operation} result does not match the model: {_summary(listed, count, 'error')}")
 
-    def _operation(self, name: str):
-        if not self.has_operation(name):
-            raise errors.UnknownOperation(f"Unknown operation: {_truncate(name)!r}")
-        return self._model.operation_model(name)  # botocore caches these
+    def project_result(self, operation: str, result: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The result as a client reads it back over HTTP: modelled members only, None dropped."""
+        shape = self.operation_model(operation).output_shape
+        return _project(shape, result or {}) if shape is not None else {}
 
 
-def _decode_json_object(body: bytes) -> dict[str, Any]:
+def encode_json(document: Any) -> bytes:
+    """Compact UTF-8 JSON; NaN and infinity raise ValueError (no AWS client reads them)."""
+    return json.dumps(document, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def decode_json_object(body: bytes) -> dict[str, Any]:
     if not body.strip():
         return {}  # AWS JSON services treat an empty body as an empty input
     try:
@@ -554,22 +691,20 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def _check_operations(model: ServiceModel) -> None:
-    missing = CUSTOM_LABELS_OPERATIONS - set(model.operation_names)
-    if missing:
-        raise ModelError(f"the {SERVICE_NAME} model lacks operations: {', '.join(sorted(missing))}")
+@functools.cache
+def _loader_session() -> botocore.session.Session:
+    session = botocore.session.get_session()
+    session.get_component("data_loader").search_paths.append(str(MODELS_DIR))
+    return session
 
 
 @functools.cache
-def load_api_model() -> ApiModel:
-    """The process-wide model: loading and compiling the patterns takes about half a second."""
-    return ApiModel()
+def load_service_model(name: str) -> ServiceModel:
+    """botocore's service model ``name`` (``rekognition``...), or one this package ships (``models/``)."""
+    return _loader_session().get_service_model(name)
 
 
 @functools.cache
-def _botocore_model() -> ServiceModel:
-    return botocore.session.get_session().get_service_model(SERVICE_NAME)
-
-
-# Fail at import, not on the first request, if botocore's model does not have what we serve.
-_check_operations(_botocore_model())
+def load_api_model(name: str = SERVICE_NAME) -> ApiModel:
+    """The process-wide ApiModel of an API (Rekognition by default): loading compiles its patterns once."""
+    return ApiModel(load_service_model(name))

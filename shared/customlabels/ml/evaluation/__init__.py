@@ -27,12 +27,15 @@ Definitions (reference passages quoted where they decided something):
   reference documents no IoU); AveragePrecision is COCO's 101-point
   interpolated AP at IoU 0.5 and AverageRecall the recall with every
   prediction kept, each averaged over labels (mAP@0.5, mAR@0.5).
+* **Expected calibration error** (classifiers, our extension): how far the
+  scores are from how often they are right (``calibration_error.py``).
 * **Confusion matrix** (multi-class only): argmax predictions, each value the
   share of the ground-truth label's images, so each ground-truth label sums
   to 1 (the reference's Rooms table).
 
 See each module for the details and the edge cases.
 """
+from .calibration_error import expected_calibration_error
 from .classification import ClassificationEvaluation, confusion_matrix, evaluate_classification
 from .detection import IOU_THRESHOLD, Box, DetectionEvaluation, DetectionImage, evaluate_detection, iou, match_image
 from .manifest_summary import (
@@ -58,6 +61,7 @@ __all__ = [
     "AggregateMetrics", "Box", "ClassificationEvaluation", "DetectionEvaluation", "DetectionImage",
     "LabelMetrics", "LineResult",
     "average_precision", "code_counts", "confusion_matrix", "evaluate_classification", "evaluate_detection",
+    "expected_calibration_error",
     "evaluation_manifest_lines", "iou", "line_result", "manifest_summary", "match_image", "pr_curve",
     "reference_timestamp", "rejected_line_result", "summary_file", "summary_file_name",
 ]

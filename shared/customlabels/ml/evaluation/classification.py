@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .calibration_error import expected_calibration_error
 from .metrics import AggregateMetrics, LabelMetrics, label_metrics, macro_average, pr_curve
 
 
@@ -23,6 +24,7 @@ class ClassificationEvaluation:
     confusion_matrix: list[dict] | None  # [{GroundTruthLabel, PredictedLabel, Value}]; None for multi-label
     truth: np.ndarray                    # bool (images, labels): the ground truth
     scores: np.ndarray                   # float (images, labels): the model's scores
+    calibration_error: float             # expected calibration error (our extension, see calibration_error.py)
 
     @property
     def number_of_testing_images(self) -> int:
@@ -74,6 +76,7 @@ def evaluate_classification(
         confusion_matrix=None if multi_label else confusion_matrix(labels, truth, scores),
         truth=truth,
         scores=scores,
+        calibration_error=expected_calibration_error(truth, scores, multi_label=multi_label),
     )
 
 

@@ -2,6 +2,9 @@
 
 The shape follows the reference's example file (im-summary-file-api.md):
 ``AggregatedEvaluationResults`` holds Precision, Recall and F1Score directly.
+Our extensions sit beside the reference's fields there: AveragePrecision and
+AverageRecall for detectors, ExpectedCalibrationError for classifiers
+(``calibration_error.py``).
 The reference's format listing (im-summary-file.md) nests them one level
 deeper, in ``AggregatedEvaluationResults.Metrics``; the example output, and
 the reference's own confusion-matrix script that reads
@@ -66,8 +69,10 @@ def _aggregated(evaluation) -> dict:
     if isinstance(evaluation, DetectionEvaluation):
         result["AveragePrecision"] = aggregate.average_precision
         result["AverageRecall"] = aggregate.average_recall
-    elif evaluation.confusion_matrix is not None:
-        result["ConfusionMatrix"] = evaluation.confusion_matrix
+    else:
+        result["ExpectedCalibrationError"] = evaluation.calibration_error
+        if evaluation.confusion_matrix is not None:
+            result["ConfusionMatrix"] = evaluation.confusion_matrix
     return result
 
 

@@ -1,0 +1,1 @@
+"""Human review of served predictions, and retraining from it (issue 10)."""

@@ -179,11 +179,12 @@ def test_multilabel_training_on_synthetic_labels(clock):
 
 
 def test_a_budget_shorter_than_feature_extraction_still_gives_a_model(clock):
-    items = [(data, {name}) for name in CLASSES for data in photos(name, 0, 30)]  # 90 images
+    """1.5 s is less than two batches of features plus the stop margin on any machine: it stops after the first."""
+    items = [(data, {name}) for name in CLASSES for data in photos(name, 0, 30)]  # 90 images, 3 batches
     start = clock.monotonic()
-    model = train_classifier(items, task="multiclass", labels=CLASSES, budget_seconds=3,
+    model = train_classifier(items, task="multiclass", labels=CLASSES, budget_seconds=1.5,
                              backbone="efficientnet_lite0", seed=0)
-    assert clock.monotonic() - start <= 3 + 3
+    assert clock.monotonic() - start <= 1.5 + 3
     assert model.predict(photos("daisy", 35, 1)).shape == (1, 3)
     assert any("budget reached" in entry.get("note", "") for entry in model.log), model.log
 

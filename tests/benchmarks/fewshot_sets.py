@@ -14,7 +14,8 @@
 A crop is the box widened by ``CROP_MARGIN`` of its size on every side
 (clipped to the image), saved as JPEG (quality 95): what a user who cut parts
 out of photos would upload. Boxes under ``MIN_CROP_SIDE`` pixels are left out
-(BCCD has degenerate ones).
+(BCCD has degenerate ones); a crop with a side under the service's
+``IMAGE_MIN_SIDE`` (64 px, the reference's minimum too) is enlarged to it, keeping its aspect.
 
 ``few_shot_split``: per label, ``shots`` training images, then (multi-class)
 ``unlabeled`` more per label whose labels training never sees, and every other
@@ -34,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from customlabels.images import IMAGE_MIN_SIDE
 
 DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 CROP_MARGIN = 0.1
@@ -115,6 +118,10 @@ def _crops(name: str, records, per_class: int | None) -> Pool:
         dx, dy = CROP_MARGIN * (x1 - x0), CROP_MARGIN * (y1 - y0)
         crop = image.crop((max(0, round(x0 - dx)), max(0, round(y0 - dy)),
                            min(image.width, round(x1 + dx)), min(image.height, round(y1 + dy))))
+        if min(crop.size) < IMAGE_MIN_SIDE:  # the service refuses smaller images, as the reference does
+            scale = IMAGE_MIN_SIDE / min(crop.size)
+            crop = crop.resize((max(IMAGE_MIN_SIDE, round(crop.width * scale)),
+                                max(IMAGE_MIN_SIDE, round(crop.height * scale))), Image.Resampling.BICUBIC)
         buffer = io.BytesIO()
         crop.save(buffer, "JPEG", quality=95)
         images.append(buffer.getvalue())

@@ -14,6 +14,12 @@ service tier (``tests/service``) uses it.
 from __future__ import annotations
 
 import os
+
+# Before torch loads: OpenMP threads that wait by spinning burn CPU while another process holds their partner's
+# core, so on a busy machine the ML tests' work clock (this process's CPU time, tests.support.work_clock) counted
+# the spinning as training work (20 s of "work" bought 3 detector steps instead of about 55). Waiting threads sleep.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING

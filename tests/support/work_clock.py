@@ -15,6 +15,9 @@ when the machine is busy. The code's own decisions (how much fits, when to
 stop) and the tests' measurements then use the same clock, and an assertion
 on either holds on a loaded 2-core machine and on a fast one. Everything
 else (pytest, asyncio, other modules) keeps the real clock.
+
+CPU time is work only while idle OpenMP threads sleep rather than spin:
+``tests/conftest.py`` sets ``OMP_WAIT_POLICY=PASSIVE`` before torch loads.
 """
 from __future__ import annotations
 

@@ -11,7 +11,11 @@ request ever waits for it.
 On the request path (``offer``) the answer is already computed; what remains
 is evaluating the conditions on every prediction the model made (before
 MinConfidence/MaxResults) and, when they hold, putting the capture on a
-bounded queue: microseconds, and never an error for the caller. A background
+bounded queue: microseconds, and never an error for the caller. While the
+feedback service cannot be reached, the last binding read stays in force; a
+version whose flow could not be read yet (feedback down when its units came
+up) captures every answer as pending, and the writer evaluates the flow's
+conditions on it once they can be read. A background
 writer keeps the image in ``CAPTURE_BUCKET`` under
 ``<project>/<sha256>.<jpg|png>`` and commits PredictionCaptured through the
 outbox, so the feedback service being down loses nothing (the event waits in
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -36,6 +41,7 @@ from customlabels import activation, errors, tags
 from customlabels.arns import account_of, project_name_of
 from customlabels.buckets import REVIEWS_BUCKET
 from customlabels.events import Event, ObjectLocation, PredictionCaptured
+from customlabels.messaging import transient
 from customlabels.ports.blobs import BlobStore
 from customlabels.ports.operations import OperationRouter
 from customlabels.wire.dispatch import Caller, acting_as
@@ -56,6 +62,11 @@ SEEN_LIMIT = 10_000
 class Binding:
     flow_arn: str
     conditions: activation.Conditions | None  # None: every answer opens a loop (A2I's rule without conditions)
+    pending: bool = False  # the flow could not be read yet: capture every answer, decide when it can
+
+
+class _Unreadable(Exception):
+    """The flow definition could not be read now (the feedback service is down or throttling)."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,9 @@ class Capture:
             return
         try:
             self.bindings[version_arn] = await self._read_binding(version_arn, project_arn)
+        except _Unreadable as unreadable:  # keep the last binding read; none yet: capture, decide later
+            if self.bindings.get(version_arn) is None:
+                self.bindings[version_arn] = Binding(str(unreadable), None, pending=True)
         except Exception as exc:  # noqa: BLE001 - keep the last known binding; try again next period
             log.warning("capture: reading the binding of %s failed (%s); trying again", version_arn, exc)
 
@@ -140,9 +154,11 @@ class Capture:
         try:
             with acting_as(Caller(CAPTURE_CALLER, account_of(version_arn) or "")):
                 flow = await self.router.call("DescribeFlowDefinition", {"FlowDefinitionName": flow_arn.rsplit("/", 1)[1]})
-        except errors.ApiError as missing:  # no such flow, or no feedback service running
-            log.info("capture: %s names flow definition %s: %s", version_arn, flow_arn, missing.message)
-            return None
+        except errors.ApiError as failure:
+            log.info("capture: %s names flow definition %s: %s", version_arn, flow_arn, failure.message)
+            if transient(failure):  # the feedback service is down or busy: the flow is still the tag's
+                raise _Unreadable(flow_arn) from None
+            return None  # no such flow
         if flow["FlowDefinitionArn"] != flow_arn:
             return None
         text = ((flow.get("HumanLoopActivationConfig") or {}).get("HumanLoopActivationConditionsConfig") or {}) \
@@ -171,7 +187,7 @@ class Capture:
             predictions = custom_labels(facts["all"])
             conditions = binding.conditions
             digest = hashlib.sha256(image).hexdigest() if conditions is None or conditions.samples else None
-            if conditions is None:
+            if conditions is None:  # no conditions, or not known yet (pending: the writer decides)
                 evaluation = activation.Evaluation(True, {}, [])
             else:
                 evaluation = conditions.evaluate(predictions, flow_arn=binding.flow_arn, image_sha256=digest)
@@ -199,6 +215,10 @@ class Capture:
     async def _write_loop(self) -> None:
         while True:
             capture = await self.queue.get()
+            if capture.binding.pending:
+                capture = await self._decided(capture)
+                if capture is None:
+                    continue
             for attempt in range(3):
                 try:
                     await self._write(capture)
@@ -212,6 +232,20 @@ class Capture:
             else:
                 self.seen.pop((capture.binding.flow_arn, capture.image_sha256), None)
                 metrics.CAPTURES.labels(outcome="failed").inc()
+
+    async def _decided(self, capture: _Capture) -> _Capture | None:
+        """A pending capture once its version's flow could be read: with that flow's verdict, or None
+        when the conditions do not hold, the flow is gone or the version is no longer served here."""
+        while (binding := self.bindings.get(capture.version_arn)) is not None and binding.pending:
+            await asyncio.sleep(REFRESH_SECONDS / 5)
+        if binding is None or binding.flow_arn != capture.binding.flow_arn:
+            self.seen.pop((capture.binding.flow_arn, capture.image_sha256), None)
+            return None
+        evaluation = activation.Evaluation(True, {}, []) if binding.conditions is None else \
+            binding.conditions.evaluate(capture.predictions, flow_arn=binding.flow_arn, image_sha256=capture.image_sha256)
+        if not evaluation.activated:
+            return None
+        return dataclasses.replace(capture, binding=binding, evaluation=evaluation)
 
     async def _write(self, capture: _Capture) -> None:
         if not self._bucket_ready:

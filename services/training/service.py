@@ -59,6 +59,7 @@ class TrainingService(Service):
         # would only halve both and double the memory. Other jobs wait, queued.
         self.training_slot = asyncio.Semaphore(1)
         self.running: set[asyncio.Task] = set()  # the training job in this process, cancelled by stop()
+        self.stopping = False  # set by stop(): no job starts after it (one would outlive the shutdown by its budget)
         self.aliases = AliasView(self.store, VERSIONS, records.description)
 
     async def start(self) -> None:
@@ -67,7 +68,9 @@ class TrainingService(Service):
 
     async def stop(self) -> None:
         """A shutdown hands the running training job back (``Worker.run``: not counted as a lost
-        worker; the next worker resumes from its snapshot) instead of waiting for its budget to end."""
+        worker; the next worker resumes from its snapshot) instead of waiting for its budget to end.
+        A job queued behind it for the training slot is handed back before it starts."""
+        self.stopping = True
         for job in list(self.running):
             job.cancel()
         await super().stop()
@@ -257,6 +260,8 @@ class TrainingService(Service):
         worker = Worker(self.store, self.ctx.blobs, self.ctx.router, self.update_version,
                         device=self.ctx.settings.training_device)
         async with self.training_slot:
+            if self.stopping:  # handed back as a cancelled job is: the event is delivered again after the restart
+                raise asyncio.CancelledError
             job = asyncio.create_task(worker.run(event.version_arn), name=f"training {event.version_arn}")
             self.running.add(job)
             try:

@@ -106,5 +106,15 @@ def page_data(page) -> dict:
     return json.loads(page.text_content("#page-data"))
 
 
+def wait_page_status(page, status: str, timeout_ms: int = 30_000) -> None:
+    """Until the page was rendered with the version in ``status``: a page that watches a status
+    reloads when it changes, so a page rendered before (STARTING, say) is about to go away."""
+    page.wait_for_function("""(status) => {
+        try { return JSON.parse(document.getElementById("page-data").textContent).status === status; }
+        catch { return false; }  // the page is being replaced
+    }""", arg=status, timeout=timeout_ms)
+    page.wait_for_load_state()
+
+
 def problem_text(page) -> str:
     return re.sub(r"\s+", " ", page.inner_text(".problem")).strip()

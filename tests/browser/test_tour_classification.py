@@ -14,7 +14,7 @@ import time
 import pytest
 from customlabels.config import DEV_SECRET_KEY
 
-from tests.browser.conftest import page_data, shot
+from tests.browser.conftest import page_data, shot, wait_page_status
 from tests.support.server import DATASETS
 from tests.support.training import wait_version
 
@@ -166,7 +166,7 @@ def test_the_tutorial_on_flowers(page, server, unique, tmp_path):
     page.fill("#max-units", "1")
     page.click("#start")
     wait_status(rekognition, project_arn, "RUNNING")
-    page.wait_for_selector("#confirm-stop", timeout=30_000)  # the page follows the status to RUNNING
+    wait_page_status(page, "RUNNING")  # the page follows the status there, and reloads once it is
     photo = sorted((FLOWERS / "roses").glob("*.jpg"))[-1]
     page.set_input_files("#try-file", str(photo))
     page.wait_for_selector("body[data-detected]")
@@ -180,7 +180,8 @@ def test_the_tutorial_on_flowers(page, server, unique, tmp_path):
     page.fill("#confirm-stop", "stop")
     page.click("#stop")
     wait_status(rekognition, project_arn, "STOPPED")
-    page.wait_for_selector("#start", timeout=30_000)  # the page follows the status to STOPPED
+    wait_page_status(page, "STOPPED")
+    assert page.locator("#start").is_visible()
 
     # The project page shows the model; the feedback loop's pages (test_tour_feedback.py) know the project.
     page.goto(f"/console/projects/{project}")

@@ -373,12 +373,25 @@ def test_sampling_is_deterministic_under_retries_and_caps_hold(server, rekogniti
     project, v1 = weak_model["project"], weak_model["v1"]
     flow = create_flow(sagemaker, unique, sampling(50), tags={"customlabels:max-loops-per-hour": "3"})
     rekognition.tag_resource(ResourceArn=v1, Tags={FLOW_TAG: flow})
+    # The flow's ARN is new each run, and so is the sample: take stream images, by the published
+    # rule, until 5 are picked and 3 are not, so the cap binds and the sample is a sample every run.
+    images, picked, passed_over = [], [], 0
+    for label, path in weak_model["split"].stream:
+        data = path.read_bytes()
+        if sampled(50, flow_arn=flow, image_sha256=hashlib.sha256(data).digest(), path=(0,)):
+            if len(picked) == 5:
+                continue
+            picked.append(f"stream/{label}/{path.name}")
+        elif passed_over == 3:
+            continue
+        else:
+            passed_over += 1
+        images.append((f"stream/{label}/{path.name}", data))
+        if len(picked) == 5 and passed_over == 3:
+            break
+    assert len(picked) == 5 and passed_over == 3
     try:
         _start(rekognition, project, v1)
-        images = [(f"stream/{label}/{path.name}", path.read_bytes()) for label, path in weak_model["split"].stream[:40:4]]
-        picked = [key for key, data in images
-                  if sampled(50, flow_arn=flow, image_sha256=hashlib.sha256(data).digest(), path=(0,))]
-        assert 3 < len(picked) < len(images)  # the cap binds, and the sample is a sample
         for _ in range(2):  # the second round is a client's retries
             for key, data in images:
                 rekognition.detect_custom_labels(ProjectVersionArn=v1, Image={"Bytes": data})
@@ -391,8 +404,8 @@ def test_sampling_is_deterministic_under_retries_and_caps_hold(server, rekogniti
         keys = {reviews.get_review_task(HumanLoopName=l["HumanLoopName"])["ReviewTask"]["Image"]["S3Object"]["Name"] for l in loops}
         digests = {hashlib.sha256(data).hexdigest(): key for key, data in images}
         assert {digests[k.rsplit("/", 1)[1].split(".")[0]] for k in keys} <= set(picked)
-        _stop(rekognition, project, v1)
     finally:
+        _stop(rekognition, project, v1)
         rekognition.untag_resource(ResourceArn=v1, TagKeys=[FLOW_TAG])
 
 

@@ -110,6 +110,23 @@ def test_a_worker_stopped_by_sigterm_hands_the_job_back_and_the_next_resumes_fro
     assert written < first_stop, f"the snapshot was written again after the first stop ({written} >= {first_stop})"
 
 
+def test_a_sigterm_also_hands_back_the_job_queued_behind_the_running_one(own_server, tmp_path):
+    """Two versions of a long budget: one trains, the other waits for the training slot. A SIGTERM
+    ends the process at once, neither job run to its budget, and neither counts as a lost worker."""
+    project = small_project(own_server, tmp_path, "queued")
+    client = own_server.rekognition()
+    versions = [client.create_project_version(ProjectArn=project, VersionName=name, OutputConfig=OUTPUT,
+                                              Tags={BUDGET_TAG: "300"})["ProjectVersionArn"] for name in ("v1", "v2")]
+    wait_for(lambda: [version_doc(own_server, v).get("job", {}).get("attempts") for v in versions].count(1) == 1,
+             120, "one of the two versions training")
+    own_server.process.send_signal(signal.SIGTERM)
+    stopping = time.monotonic()
+    assert own_server.process.wait(60) == 0, own_server.log_tail()
+    assert time.monotonic() - stopping < 60
+    own_server.process = None
+    assert [version_doc(own_server, v).get("job", {}).get("attempts", 0) for v in versions] == [0, 0]
+
+
 def test_a_killed_worker_is_replaced_and_the_version_completes(own_server):
     """kill -9 during training; the restarted process resumes the job from its snapshot."""
     client = own_server.rekognition()

@@ -42,6 +42,8 @@ from tests.support import processes
 
 
 GRPC_OFFSET = 10_000  # SeaweedFS's gRPC port = HTTP port + 10000
+VOLUME_SIZE_MB = 64  # the least weed mini picks by itself
+MAX_VOLUMES = 2000
 # HTTP ports from 12000-22699, so they and their gRPC ports (22000-32699) stay
 # below Linux's ephemeral range (32768-60999), where outgoing connections take
 # their ports: a chosen port is less likely to be taken before weed binds it.
@@ -199,6 +201,12 @@ class SeaweedFS:
             "-admin.ui=false",
             "-master.telemetry=false",
             "-s3.allowDeleteBucketNotEmpty=false",
+            # Every bucket is a collection with volumes of its own, and by default
+            # the volume count is free disk / 1 GiB: ~50 buckets on a 50 GB disk,
+            # fewer than one test session makes. Small volumes, a fixed count
+            # (volumes are sparse files: they take what is written).
+            f"-master.volumeSizeLimitMB={VOLUME_SIZE_MB}",
+            f"-volume.max={MAX_VOLUMES}",
             # Otherwise a PUT into a missing bucket creates it (for admin
             # identities): real S3 answers NoSuchBucket, and so must the tests.
             "-s3.autoCreateBucket=false",

@@ -16,6 +16,7 @@ from customlabels.images import ImageProblem
 from customlabels.ml import backbones, classifier
 from customlabels.ml.backbones import (
     BACKBONES,
+    FeaturePair,
     WeightsMissing,
     load_backbone,
     load_imagenet_model,
@@ -222,6 +223,32 @@ def test_unlabeled_images_are_used_and_the_first_stage_can_be_asked_for(clock):
     assert [e["stage"] for e in first.log][-2:] == ["linear", "chosen"]
     assert first.stopped_early == "asked to stop after the first stage"
     assert torch.equal(first.model.calibration_scale, torch.ones(3))  # the first stage as it stood: uncalibrated
+
+
+def test_the_feature_pair_is_chosen_only_for_few_images_and_only_when_the_budget_affords_it():
+    assert classifier.choose_backbone(50, 300) == (classifier.PAIR, 320)
+    assert classifier.choose_backbone(classifier.FEW_IMAGES, 300)[0] == "efficientnet_lite2"  # fine-tuning may follow
+    assert classifier.choose_backbone(50, 10)[0] != classifier.PAIR  # 50 images at 0.17 s > a quarter of 10 s
+
+
+def test_a_feature_pair_trains_with_balanced_blocks_and_exports_the_same_scores(clock, tmp_path):
+    items = [(data, {name}) for name in CLASSES for data in photos(name, 0, 5)]
+    model = train_classifier(items, task="multiclass", labels=CLASSES, budget_seconds=10, backbone=classifier.PAIR,
+                             seed=0)
+    pair = model.model.features
+    assert isinstance(pair, FeaturePair) and model.backbone == classifier.PAIR
+    with torch.inference_mode():
+        features = pair(torch.from_numpy(preprocess([data for data, _ in items], model.preprocessing))).numpy()
+    first, second = np.linalg.norm(features[:, :1280], axis=1).mean(), np.linalg.norm(features[:, 1280:], axis=1).mean()
+    assert abs(first / second - 1) < 0.01  # balanced on the training images (balance_on)
+    path = export(model, tmp_path / "pair.onnx")
+    card = ModelCard(task=model.task, labels=model.labels, preprocessing=model.preprocessing.to_dict(),
+                     backbone=model.backbone)
+    served = ServedModel(path, card, threads=2)
+    images = photos("daisy", 30, 2) + photos("tulips", 30, 1)
+    served_scores = np.array([[{p.label: p.score for p in image}[label] for label in CLASSES]
+                              for image in served.predict(images)])
+    np.testing.assert_allclose(served_scores, model.predict(images), atol=1e-4)
 
 
 def test_stratified_holdout_keeps_rare_labels_in_training():

@@ -48,8 +48,8 @@ from customlabels.ports.blobs import (
     is_reserved_bucket,
     split_s3_uri,
 )
-
 from customlabels.buckets import BucketOwners
+from customlabels.wire.http import read_within
 
 from services.console.records import THUMBNAILS_BUCKET
 from services.console.views import IMMUTABLE
@@ -102,11 +102,11 @@ class Images:
         name = path.rsplit("/", 1)[-1]
         is_annotation = name.lower().endswith(ANNOTATION_SUFFIXES)
         limit = MAX_ANNOTATION_BYTES if is_annotation else IMAGE_MAX_BYTES
-        if request.content_length is not None and request.content_length > limit:
-            raise errors.ImageTooLarge(
-                f"{name} is {request.content_length / 1024 / 1024:.1f} MB; the limit is {limit // 1024 // 1024} MB."
-            )
-        body = await _read_at_most(request, limit, name)
+        body = await read_within(request, limit)
+        if body is None:
+            raise too_large(request, name, limit)
+        if not body:
+            raise errors.InvalidParameter(f"{name} is empty.")
         info = None
         if not is_annotation:
             try:
@@ -206,20 +206,15 @@ def thumbnail_url(source_ref: str, version: str) -> str:
     return f"/console/thumbnails/{bucket}/{quote(key)}?v={version}"
 
 
+def too_large(request: web.Request, name: str, limit: int) -> errors.ApiError:
+    """The answer to a photo over ``limit`` bytes: its declared size where the request gave one."""
+    size = f"{request.content_length / 1024 / 1024:.1f} MB" if request.content_length else "larger than that"
+    return errors.ImageTooLarge(f"{name}: {size}; the limit is {limit // 1024 // 1024} MB.")
+
+
 def _thumbnail_bytes(data: bytes) -> bytes:
     image = decode_image(data, draft_to=(THUMBNAIL_SIDE, THUMBNAIL_SIDE))
     image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
     out = io.BytesIO()
     image.save(out, "JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
     return out.getvalue()
-
-
-async def _read_at_most(request: web.Request, limit: int, name: str) -> bytes:
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(1 << 16):
-        body += chunk
-        if len(body) > limit:
-            raise errors.ImageTooLarge(f"{name} is larger than {limit // 1024 // 1024} MB, the limit.")
-    if not body:
-        raise errors.InvalidParameter(f"{name} is empty.")
-    return bytes(body)

@@ -67,7 +67,7 @@ from customlabels.ports.blobs import (
 )
 from customlabels.ports.events import EventBus
 from customlabels.wire.dispatch import Caller
-from customlabels.wire.http import REQUEST_ID
+from customlabels.wire.http import REQUEST_ID, read_within
 
 from services.gateway.multipart import UPLOADS_BUCKET, MultipartUploads, part_number
 from services.gateway.object_listing import ListRequest, list_objects_v2_xml, list_page
@@ -395,8 +395,8 @@ class ObjectRoutes:
 
     async def _document(self, request: web.Request) -> tuple[str, bytes]:
         """A small XML request body and the access key that signed it."""
-        document = await request.content.read(MAX_DOCUMENT + 1)
-        if len(document) > MAX_DOCUMENT:
+        document = await read_within(request, MAX_DOCUMENT)
+        if document is None:
             raise errors.EntityTooLarge(f"the request's XML document is larger than {MAX_DOCUMENT} bytes")
         unsigned = request.headers.get("x-amz-content-sha256") == UNSIGNED_PAYLOAD
         return self.verify(request, UNSIGNED_PAYLOAD if unsigned else hashlib.sha256(document).hexdigest()), document

@@ -11,11 +11,12 @@ from customlabels import errors
 from customlabels.images import IMAGE_MAX_BYTES
 from customlabels.ports.blobs import BlobStore
 from customlabels.tags import MAX_TRAINING_SECONDS, SCALE_TO_ZERO_AFTER_SECONDS
+from customlabels.wire.http import read_within
 
 from services.console import evaluation, labeling
 from services.console.calls import Calls, version_name
 from services.console.files import read_file
-from services.console.images import Images, object_url, thumbnail_url
+from services.console.images import Images, object_url, thumbnail_url, too_large
 from services.console.security import request_origin
 from services.console.views import Views
 
@@ -193,12 +194,11 @@ class ModelPages:
     async def detect(self, request: web.Request) -> web.Response:
         """The photo in the body, through DetectCustomLabels; every label the
         model finds (MinConfidence 0), so the page's slider can filter."""
-        if request.content_length is not None and request.content_length > IMAGE_MAX_BYTES:
-            raise errors.ImageTooLarge(f"The photo is {request.content_length / 1024 / 1024:.1f} MB; the limit is "
-                                       f"{IMAGE_MAX_BYTES // 1024 // 1024} MB.")
-        data = await request.content.read(IMAGE_MAX_BYTES + 1)
-        if len(data) > IMAGE_MAX_BYTES or not data:
-            raise errors.InvalidParameter("Send one photo of at most 15 MB.")
+        data = await read_within(request, IMAGE_MAX_BYTES)
+        if data is None:
+            raise too_large(request, "The photo", IMAGE_MAX_BYTES)
+        if not data:
+            raise errors.InvalidParameter("Send one photo: the request had no body.")
         answer = await self.calls.router.call("DetectCustomLabels", {
             "ProjectVersionArn": await self._arn(request), "Image": {"Bytes": data}, "MinConfidence": 0.0})
         return web.json_response({"labels": answer.get("CustomLabels", [])})

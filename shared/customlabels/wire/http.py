@@ -127,13 +127,9 @@ class _ApiFront:
 
     async def _read(self, request: web.Request, signing_name: str | None) -> WireRequest:
         """The request with its body, read within the limit, and authenticated (if this server does)."""
-        if request.content_length is not None and request.content_length > self.max_body:
-            raise errors.RequestEntityTooLarge(f"the request body is {request.content_length} bytes; the limit is {self.max_body}")
-        body = bytearray()
-        async for chunk in request.content.iter_any():
-            body += chunk
-            if len(body) > self.max_body:
-                raise errors.RequestEntityTooLarge(f"the request body is larger than the {self.max_body}-byte limit")
+        body = await read_within(request, self.max_body)
+        if body is None:
+            raise errors.RequestEntityTooLarge(f"the request body is larger than the {self.max_body}-byte limit")
         headers = request.headers
         if self.authenticate is not None:
             names = frozenset({signing_name}) if signing_name else json_signing_names()
@@ -144,6 +140,24 @@ class _ApiFront:
             method=request.method, path_qs=request.raw_path, headers=headers, body=bytes(body),
             path_params=dict(request.match_info),
         )
+
+
+async def read_within(request: web.Request, limit: int) -> bytes | None:
+    """The whole request body, or None as soon as it is (or declares itself) longer than
+    ``limit`` bytes: never more than ``limit`` plus one chunk is held.
+
+    The one way a handler reads a body whole. ``StreamReader.read(n)`` is not it: it
+    returns what has arrived so far (at most n bytes), so on a busy machine a body that
+    comes in several packets is cut short.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def _response(answer: WireResponse) -> web.Response:

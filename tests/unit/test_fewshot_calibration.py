@@ -13,6 +13,7 @@ import pytest
 import torch
 from customlabels.ml.calibration import MAX_SCALE, fit_calibration
 from customlabels.ml.evaluation import (
+    calibrated_floor,
     evaluate_classification,
     expected_calibration_error,
     summary_file,
@@ -58,6 +59,39 @@ def test_ece_by_hand_multilabel_is_the_mean_over_labels_with_ground_truth():
     assert expected_calibration_error(np.zeros((0, 2), bool), np.zeros((0, 2)), multi_label=False) == 0.0
     with pytest.raises(ValueError, match="images, labels"):
         expected_calibration_error(truth, scores[:, :2], multi_label=True)
+
+
+def _few_shot_like_scores(n: int, rng) -> np.ndarray:
+    """Two-label scores spread like a good few-shot classifier's: top scores mostly 0.6-1."""
+    top = rng.beta(4, 1.2, n) * 0.5 + 0.5
+    return np.stack([top, 1 - top], axis=1)
+
+
+def test_the_calibrated_floor_is_what_a_calibrated_model_measures():
+    rng = np.random.default_rng(7)
+    scores = _few_shot_like_scores(150, rng)
+    floor = calibrated_floor(scores, multi_label=False)
+    measured = []  # test sets drawn from the scores: a model calibrated by construction, measured
+    for _ in range(400):
+        right = rng.random(150) < scores[:, 0]
+        truth = np.stack([right, ~right], axis=1)
+        measured.append(expected_calibration_error(truth, scores, multi_label=False))
+    assert floor == pytest.approx(np.mean(measured), abs=0.006)
+    assert floor > 0.02  # not 0: each bin's share right is a small-sample estimate
+
+
+def test_the_floor_falls_with_the_square_root_of_the_test_images():
+    rng = np.random.default_rng(8)
+    small, large = (calibrated_floor(_few_shot_like_scores(n, rng), multi_label=False) for n in (150, 600))
+    assert large == pytest.approx(small / 2, rel=0.25)
+
+
+def test_the_floor_of_certain_scores_is_zero_and_every_label_counts_for_multilabel():
+    assert calibrated_floor(np.array([[1.0, 0.0]] * 20), multi_label=False) == 0.0
+    assert calibrated_floor(np.array([[1.0, 0.0]] * 20), multi_label=True) == 0.0
+    scores = np.random.default_rng(9).random((100, 3))
+    assert calibrated_floor(scores, multi_label=True) == calibrated_floor(scores, multi_label=True)  # seeded
+    assert calibrated_floor(scores, multi_label=True) > 0.05
 
 
 def test_a_score_of_one_falls_in_the_last_bin():

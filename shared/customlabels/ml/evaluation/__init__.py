@@ -35,7 +35,7 @@ Definitions (reference passages quoted where they decided something):
 
 See each module for the details and the edge cases.
 """
-from .calibration_error import expected_calibration_error
+from .calibration_error import calibrated_floor, expected_calibration_error
 from .classification import ClassificationEvaluation, confusion_matrix, evaluate_classification
 from .detection import IOU_THRESHOLD, Box, DetectionEvaluation, DetectionImage, evaluate_detection, iou, match_image
 from .manifest_summary import (
@@ -60,8 +60,8 @@ __all__ = [
     "VALID", "INVALID", "IGNORED", "IMAGE_LEVEL_LABELS", "OBJECT_LOCALIZATION", "NOT_DETERMINED",
     "AggregateMetrics", "Box", "ClassificationEvaluation", "DetectionEvaluation", "DetectionImage",
     "LabelMetrics", "LineResult",
-    "average_precision", "code_counts", "confusion_matrix", "evaluate_classification", "evaluate_detection",
-    "expected_calibration_error",
+    "average_precision", "calibrated_floor", "code_counts", "confusion_matrix", "evaluate_classification",
+    "evaluate_detection", "expected_calibration_error",
     "evaluation_manifest_lines", "iou", "line_result", "manifest_summary", "match_image", "pr_curve",
     "reference_timestamp", "rejected_line_result", "summary_file", "summary_file_name",
 ]

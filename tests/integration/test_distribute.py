@@ -23,7 +23,6 @@ from tests.support.api import (
     jpeg,
     manifest,
     wait_dataset,
-    wait_for,
 )
 from tests.support.peek import documents
 from tests.support.server import ServerProcess
@@ -121,13 +120,12 @@ def test_kill_9_mid_distribute_moves_every_entry_once(tmp_path):
         project = client.create_project(ProjectName="spread")["ProjectArn"]
         lines = [line_with("spread", f"img/{i:05d}.jpg", f"label{i % 10}") for i in range(ENTRIES)]
         train, test = train_and_test(client, objects, project, "spread", lines)
+        distribution = lambda: [j for j in documents(server.data_dir, f"datasets.{JOBS}") if j.get("test_dataset_arn") == test]
         client.distribute_dataset_entries(Datasets=[{"Arn": train}, {"Arn": test}])
-        wait_for(lambda: (client.describe_dataset(DatasetArn=test)["DatasetDescription"].get("StatusMessage") or "")
-                 .startswith("Distributing: "), 60, "the first batch of entries to move", interval=0.005)
-        server.kill()
+        server.kill_when(lambda: any(job.get("checkpoint", 0) > 0 for job in distribution()), "the first batch of entries to move")
 
         # Where the dead process left the job: some entries moved, not all.
-        (job,) = [j for j in documents(server.data_dir, f"datasets.{JOBS}") if j.get("test_dataset_arn") == test]
+        (job,) = distribution()
         assert job["phase"] == "move" and 0 < job["checkpoint"] < len(job["moves"]) == ENTRIES // 5, job["checkpoint"]
 
         server.start()

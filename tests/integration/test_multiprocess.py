@@ -22,7 +22,9 @@ from tests.support.api import (
     manifest,
     wait_dataset,
 )
+from services.datasets.records import JOBS
 from tests.support.cluster import EVERY_SERVICE, Cluster
+from tests.support.peek import documents
 from tests.support.server import DATASETS
 from tests.support.training import BUDGET_TAG, OUTPUT
 
@@ -112,11 +114,11 @@ def test_kill_9_of_the_datasets_service_during_an_import(cluster):
     project = client.create_project(ProjectName="crash")["ProjectArn"]
     dataset = client.create_dataset(ProjectArn=project, DatasetType="TRAIN", DatasetSource={
         "GroundTruthManifest": {"S3Object": {"Bucket": "crash", "Name": "big.manifest"}}})["DatasetArn"]
-    deadline = time.monotonic() + 60
-    while not (client.describe_dataset(DatasetArn=dataset)["DatasetDescription"].get("StatusMessage") or "").startswith("Importing"):
-        assert time.monotonic() < deadline, "the import never reached its writing phase"
-        time.sleep(0.005)
-    cluster.processes["datasets"].kill()
+    import_job = lambda: [j for j in documents(cluster.data_dir, f"datasets.{JOBS}", cluster.env) if j["dataset_arn"] == dataset]
+    cluster.processes["datasets"].kill_when(
+        lambda: any(job["phase"] == "write" and job["checkpoint"] > 0 for job in import_job()), "the import's writing phase")
+    (job,) = import_job()
+    assert job["phase"] == "write" and 0 < job["checkpoint"] < LINES, job  # killed mid-way: some entries written, not all
     cluster.processes["datasets"].start()
 
     description = wait_dataset(client, dataset, timeout=120)

@@ -6,6 +6,7 @@ of 127.0.0.1 with its own data folder, and is stopped by PID.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import boto3
 from botocore.config import Config
@@ -93,6 +95,47 @@ class ServerProcess:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+    def kill_when(self, reached: Callable[[], bool], what: str, timeout: float = 60, slice_seconds: float = 0.005) -> None:
+        """kill -9 at the first moment ``reached()`` is true, as seen while the process is frozen.
+
+        The server runs in short slices (SIGCONT, a few milliseconds, SIGSTOP) and ``reached``
+        is asked between them, while no thread of it can commit anything: the state ``reached``
+        approved is exactly the state the kill leaves behind, however loaded the machine.
+        (Polling a running server races it: a job can finish between two looks.) ``reached``
+        must only read the data folder, as ``tests.support.peek`` does: the frozen process may
+        hold the store's write lock, and its API cannot answer.
+        """
+        assert self.process is not None and self.process.poll() is None, "the server is not running"
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                self._freeze()
+                if reached():
+                    self.kill()
+                    return
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{self.log_tail()}")
+                self.process.send_signal(signal.SIGCONT)
+                time.sleep(slice_seconds)
+        finally:
+            if self.process is not None and self.process.poll() is None:
+                self.process.send_signal(signal.SIGCONT)
+
+    def _freeze(self) -> None:
+        """SIGSTOP, returning once every thread of the process is stopped (or it has died)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.process.pid}/task")
+        while self.process.poll() is None:
+            try:
+                states = [(task / "stat").read_text().rsplit(")", 1)[1].split()[0] for task in tasks.iterdir()]
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # a thread ended while we looked
+            if all(state in "TtZX" for state in states):  # stopped, or a thread already gone
+                return
+            time.sleep(0.0005)
+        raise AssertionError(f"the server died (exit {self.process.returncode})\n{self.log_tail()}")
 
     def restart(self) -> "ServerProcess":
         self.stop()

@@ -11,6 +11,10 @@ writer at a time is all SQLite allows anyway, so the store owns one connection
 used only from one worker thread. Each port call is one function run there,
 which also serialises commits within the process. Other processes may open the
 same file: WAL mode plus ``BEGIN IMMEDIATE`` and a busy timeout handle that.
+A ``read_only`` store (an inspector beside a running server) opens the file
+read-only and never takes a lock a writer could be waiting on, nor waits on
+one: WAL readers see the last committed state even while a writer, running
+or frozen, holds the write lock.
 
 Durability: WAL with ``synchronous=NORMAL`` keeps every committed transaction
 across a process crash (kill -9); only an OS crash or power loss may drop the
@@ -63,10 +67,11 @@ _GET_MANY_CHUNK = 500  # stay well below SQLite's bound-parameter limit
 
 
 class SqliteDocumentStore:
-    """``DocumentStore`` on a SQLite file (created if missing)."""
+    """``DocumentStore`` on a SQLite file (created if missing, unless ``read_only``)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self._path = Path(path)
+        self._read_only = read_only
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
         # Only touched on the worker thread:
@@ -117,6 +122,8 @@ class SqliteDocumentStore:
 
     # --- writes ------------------------------------------------------------
     async def commit(self, writes: Sequence[Write]) -> None:
+        if self._read_only:
+            raise DocumentStoreError(f"{self._path} is open read-only")
         if writes:
             await self._run(self._commit_sync, list(writes))
 
@@ -131,14 +138,15 @@ class SqliteDocumentStore:
 
     def _start_sync(self, collections: list[Collection]) -> None:
         if self._conn is None:
-            self._conn = _connect(self._path)
+            self._conn = _connect_read_only(self._path) if self._read_only else _connect(self._path)
         for spec in collections:
             _table(spec.name)  # validate every name before creating anything
             for index in spec.indexes:
                 _validate_index(index)
-        with _transaction(self._conn):
-            for spec in collections:
-                _create_collection(self._conn, spec)
+        if not self._read_only:
+            with _transaction(self._conn):
+                for spec in collections:
+                    _create_collection(self._conn, spec)
         for spec in collections:
             self._collections[spec.name] = spec
 
@@ -221,6 +229,13 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
     conn.execute("PRAGMA busy_timeout=5000")  # other processes on the same file
     return conn
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that can only read an existing file: no journal-mode change, no lock taken."""
+    if not path.is_file():
+        raise DocumentStoreError(f"no document file at {path}")
+    return sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None)
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from customlabels import errors
-from customlabels.ports.blobs import BlobStore, BlobStoreError, InvalidKey, check_key
+from customlabels.ports.blobs import BlobStore, BlobStoreError, InvalidKey, Unavailable, check_key
 
 from customlabels.manifests import converters
 from customlabels.manifests.converters import Conversion, ConversionError
@@ -88,6 +88,8 @@ async def _fetch(blobs: BlobStore, batch: Batch, paths: list[str], root: Path) -
         async with gate:
             try:
                 data = await blobs.get(batch.bucket, batch.prefix + path)
+            except Unavailable:
+                raise
             except BlobStoreError:
                 raise errors.InvalidParameter(f"{path} was not uploaded (or could not be read back); upload it again.") from None
         target = root / path

@@ -24,7 +24,7 @@ from customlabels import clock
 from customlabels.events import DatasetEntriesChanged, FeedbackAccepted, FeedbackEntryWritten
 from customlabels.manifests import RejectedLine, parse_line, validate_line
 from customlabels.messaging import UnitOfWork
-from customlabels.ports.blobs import BlobStore, BlobStoreError
+from customlabels.ports.blobs import BlobStore, BlobStoreError, Unavailable
 from customlabels.ports.documents import Eq, Put, ScopedStore, Update, stored
 
 from services.datasets.image_checks import ImageChecker
@@ -95,6 +95,8 @@ class FeedbackEntries:
                     continue
                 try:
                     digest = hashlib.sha256(await self.blobs.get(bucket, key)).hexdigest()
+                except Unavailable:
+                    raise
                 except BlobStoreError:
                     continue  # gone meanwhile: nothing to guard
                 digests.add(digest)

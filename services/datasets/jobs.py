@@ -266,7 +266,9 @@ class Jobs:
     async def _lines(self, bucket: str, key: str) -> AsyncIterator[tuple[int, bytes]]:
         try:
             info = await self.blobs.stat(bucket, key)
-        except Exception:
+        except Exception as exc:
+            if transient(exc):  # the store's outage: the job waits for it
+                raise
             raise JobFailed("ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT", f"The manifest s3://{bucket}/{key} could not be read.") from None
         if info.size > manifests.MAX_MANIFEST_BYTES:
             raise JobFailed("ERROR_MANIFEST_SIZE_TOO_LARGE", f"The manifest is {info.size} bytes; the limit is {manifests.MAX_MANIFEST_BYTES}.")

@@ -15,7 +15,7 @@ from customlabels.events import (
 )
 from customlabels.lookups import describe_project
 from customlabels.messaging import EventHandler, UnitOfWork
-from customlabels.ports.blobs import BlobStoreError, InvalidKey
+from customlabels.ports.blobs import BlobStoreError, InvalidKey, Unavailable
 from customlabels.ports.documents import AnyOf, Contains, DuplicateKey, Eq, Insert, Put, retry_on_conflict, stored
 from customlabels.ports.operations import Operations
 from customlabels.service import Service
@@ -150,6 +150,8 @@ class DatasetsService(Service):
         """Copy the user's manifest, so the import reads what existed when it was asked for."""
         try:
             await self.ctx.blobs.copy(s3["Bucket"], s3["Name"], INTERNAL_BUCKET, key)
+        except Unavailable:
+            raise  # the store's outage, not the user's manifest: ServiceUnavailable
         except (BlobStoreError, InvalidKey):
             raise errors.InvalidS3Object(f"manifest s3://{s3['Bucket']}/{s3['Name']} does not exist or cannot be read") from None
 

@@ -38,7 +38,7 @@ from customlabels.events import (
 from customlabels.images import ImageProblem
 from customlabels.manifests import stored_line_targets
 from customlabels.manifests.targets import is_localization
-from customlabels.messaging import EventHandler, UnitOfWork
+from customlabels.messaging import EventHandler, UnitOfWork, transient
 from customlabels.ml.runtime.artifact import CARD_NAME, ONNX_NAME
 from customlabels.ml.runtime.served import ServedModel
 from customlabels.ml.evaluation import (
@@ -74,6 +74,8 @@ class EvaluationService(Service):
             uow.emit(EvaluationFailed(**ids, status_message=str(e)))
             return
         except Exception as e:
+            if transient(e):  # a store's outage: the handler tries again later
+                raise
             log.exception("evaluating %s failed", event.version_arn)
             uow.emit(EvaluationFailed(**ids, status_message=f"evaluation failed on an internal error "
                                                             f"({type(e).__name__}: {e})"))

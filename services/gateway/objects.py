@@ -432,7 +432,7 @@ class ObjectRoutes:
             if http.status == 405:
                 failure.code, failure.status = "MethodNotAllowed", 405
         except Exception as exc:
-            failure = errors.storage_full(exc)
+            failure = errors.storage_unavailable(exc)
             if failure is None:
                 log.exception("internal error", extra={"request_id": request[REQUEST_ID]})
                 failure = errors.InternalServerError(f"internal error; request id {request[REQUEST_ID]}")

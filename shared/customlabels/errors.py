@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import errno
 
+from customlabels.ports import blobs
+
 
 class ApiError(Exception):
     code = "InternalServerError"
@@ -90,10 +92,12 @@ _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 _SQLITE_FULL = 13  # SQLITE_FULL: "database or disk is full"
 
 
-def storage_full(exc: BaseException) -> ApiError | None:
-    """``ServiceUnavailable`` when ``exc`` (or an exception it came from) is a write refused for want of
-    disk space (ENOSPC or EDQUOT, SQLite's SQLITE_FULL); None for anything else. The write failed whole:
-    the blob store writes through a temporary file, SQLite rolls the transaction back."""
+def storage_unavailable(exc: BaseException) -> ApiError | None:
+    """``ServiceUnavailable`` when ``exc`` (or an exception it came from) says a store cannot take
+    writes or requests now: no disk space (ENOSPC or EDQUOT, SQLite's SQLITE_FULL), or the object
+    store is unreachable or answers 5xx (``blobs.Unavailable``); None for anything else. The failed
+    write failed whole: the blob stores write through a temporary file or replace an object whole,
+    SQLite rolls the transaction back."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -101,6 +105,8 @@ def storage_full(exc: BaseException) -> ApiError | None:
             return ServiceUnavailable(
                 "the server is out of disk space, so it cannot store anything now: this request changed "
                 "nothing. Free space where the server keeps its data (CUSTOMLABELS_DATA), then retry")
+        if isinstance(exc, blobs.Unavailable):
+            return ServiceUnavailable(f"the object store cannot take requests now ({exc}); retry later")
         exc = exc.__cause__ or exc.__context__
     return None
 

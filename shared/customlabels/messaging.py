@@ -122,8 +122,9 @@ TRANSIENT_PAUSES = (0.2, 5.0)  # seconds between retries of a transient failure:
 
 def transient(exc: BaseException) -> bool:
     """A failure that says "later", not "never": another service could not be reached or is throttling
-    (``ThrottlingException``), or answers 503, or this process's disk is full."""
-    return isinstance(exc, (errors.Throttling, errors.ServiceUnavailable)) or errors.storage_full(exc) is not None
+    (``ThrottlingException``), or answers 503, or this process's disk is full, or the object store
+    cannot be reached or answers 5xx."""
+    return isinstance(exc, (errors.Throttling, errors.ServiceUnavailable)) or errors.storage_unavailable(exc) is not None
 
 
 class EventHandlers:

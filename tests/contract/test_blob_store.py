@@ -20,6 +20,7 @@ import hashlib
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -34,7 +35,7 @@ import pytest
 
 from customlabels.adapters.local_blobs import TMP_DIR, LocalBlobStore
 from customlabels.adapters.s3_blobs import S3BlobStore
-from customlabels.ports.blobs import BlobStore, InvalidKey, NoSuchBucket, NoSuchKey, ObjectInfo, Rejected
+from customlabels.ports.blobs import BlobStore, InvalidKey, NoSuchBucket, NoSuchKey, ObjectInfo, Rejected, Unavailable
 from tests.support.docker import docker_variant
 from tests.support.moto import MotoS3
 from tests.support.seaweedfs import MINIO_IMAGE, S3Endpoint, minio_container, minio_endpoint
@@ -677,6 +678,21 @@ class TestS3BlobStore:
         for name in ("a.-b", "192.168.1.1"):
             with pytest.raises(InvalidKey):
                 await s3.ensure_bucket(name)
+
+
+async def test_an_unreachable_s3_store_is_unavailable_and_says_so_within_a_second() -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        endpoint = f"127.0.0.1:{closed.getsockname()[1]}"
+    store = S3BlobStore(endpoint, "key", "secret")
+    try:
+        for call in (lambda: store.get("bkt", "k"), lambda: store.put("bkt", "k", b"x"), lambda: store.list("bkt")):
+            started = time.monotonic()
+            with pytest.raises(Unavailable, match="could not be reached"):
+                await call()
+            assert time.monotonic() - started < 1.5  # two quick connection retries, not the 6 s of a busy store's
+    finally:
+        await store.close()
 
 
 # --- local adapter only ---------------------------------------------------------------------

@@ -151,7 +151,7 @@ class ServerProcess:
             region_name="us-east-1",
             aws_access_key_id=DEV_ACCESS_KEY,
             aws_secret_access_key=DEV_SECRET_KEY,
-            config=Config(retries={"max_attempts": 2, "mode": "standard"}, **config),
+            config=Config(**{"retries": {"max_attempts": 2, "mode": "standard"}, **config}),
         )
 
     def objects(self) -> ObjectClient:

@@ -1,4 +1,4 @@
-"""A write refused for want of disk space is a 503 that says so (``errors.storage_full``), whatever raised it."""
+"""A write refused for want of disk space is a 503 that says so (``errors.storage_unavailable``), whatever raised it."""
 from __future__ import annotations
 
 import errno
@@ -26,7 +26,7 @@ def full_sqlite_error(tmp_path) -> sqlite3.Error:
 def test_no_space_and_quota_and_a_full_database_are_503s(tmp_path):
     for exc in (OSError(errno.ENOSPC, "No space left on device"), OSError(errno.EDQUOT, "Disk quota exceeded"),
                 full_sqlite_error(tmp_path)):
-        answer = errors.storage_full(exc)
+        answer = errors.storage_unavailable(exc)
         assert isinstance(answer, errors.ServiceUnavailable), exc
         assert answer.status == 503 and answer.code == "ServiceUnavailableException"
         assert "out of disk space" in answer.message and "changed nothing" in answer.message
@@ -39,10 +39,10 @@ def test_a_cause_deep_in_the_chain_counts():
         except OSError as inner:
             raise RuntimeError("commit failed") from inner
     except RuntimeError as outer:
-        assert errors.storage_full(outer) is not None
+        assert errors.storage_unavailable(outer) is not None
 
 
 @pytest.mark.parametrize("exc", [OSError(errno.EACCES, "Permission denied"), ValueError("no"),
                                  sqlite3.OperationalError("database is locked")])
 def test_other_errors_are_not(exc):
-    assert errors.storage_full(exc) is None
+    assert errors.storage_unavailable(exc) is None

@@ -52,7 +52,7 @@ import urllib3
 from minio import Minio
 from minio.commonconfig import CopySource
 from minio.datatypes import Object
-from minio.error import MinioException, S3Error
+from minio.error import MinioException, S3Error, ServerError
 from minio.helpers import check_bucket_name, check_object_name
 from minio.time import from_http_header
 
@@ -65,6 +65,7 @@ from customlabels.ports.blobs import (
     NoSuchKey,
     ObjectInfo,
     Rejected,
+    Unavailable,
     check_bucket,
     check_key,
     receive,
@@ -453,12 +454,18 @@ async def _translated(future: Awaitable[T]) -> T:
         return await future
     except S3Error as exc:
         raise _port_error(exc) from exc
-    except (MinioException, urllib3.exceptions.HTTPError) as exc:
+    except ServerError as exc:  # a 5xx without an S3 error document
+        raise Unavailable(f"the S3 store answered {exc.status_code}: {exc}") from exc
+    except urllib3.exceptions.HTTPError as exc:  # unreachable, timed out, or 5xx after the client's retries
+        raise Unavailable(f"the S3 store could not be reached: {exc}") from exc
+    except MinioException as exc:
         raise BlobStoreError(f"S3 request failed: {exc}") from exc
 
 
 def _port_error(exc: S3Error) -> BlobStoreError:
     where = "/".join(part for part in (exc.bucket_name, exc.object_name) if part)
+    if exc.response is not None and exc.response.status >= 500:  # e.g. SeaweedFS "No writable volumes", MinIO's 507
+        return Unavailable(f"the S3 store answered {exc.response.status} {exc.code} on {where or 'the service'}: {exc.message}")
     if exc.code == "NoSuchBucket":
         return NoSuchBucket(f"bucket {exc.bucket_name!r} does not exist")
     if exc.code == "NoSuchKey":
@@ -481,14 +488,18 @@ async def _call_accept(accept: Callable[[str], Awaitable[bool] | bool], sha256: 
 
 def _http_client(max_workers: int) -> urllib3.PoolManager:
     """The SDK's default client, with one connection per worker thread (its
-    default of 10 would make threads open and drop extra connections) and
-    timeouts that notice a dead server in seconds, not the SDK's 5 minutes."""
+    default of 10 would make threads open and drop extra connections),
+    timeouts that notice a dead server in seconds, not the SDK's 5 minutes,
+    and retries that give up on an unreachable one sooner than on a busy one."""
     return urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=10, read=120),
         maxsize=max_workers,
         cert_reqs="CERT_REQUIRED",
         ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
-        retries=urllib3.Retry(total=5, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+        # A busy store (5xx) gets five tries; a refused connection two: a store that is down says so in
+        # well under a second (ServiceUnavailable), and the retrying is left to the caller (boto3 retries
+        # 503s, event handlers wait out transient failures) rather than done twice.
+        retries=urllib3.Retry(total=5, connect=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
     )
 
 

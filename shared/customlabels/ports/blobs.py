@@ -41,6 +41,12 @@ class Rejected(BlobStoreError):
     """A ``put_stream`` whose ``accept`` check refused the content; nothing was stored."""
 
 
+class Unavailable(BlobStoreError):
+    """The store could not take the request now: unreachable, or it answered 5xx (full, overloaded,
+    failing). A write was not made (an object is replaced whole or not at all); the same request
+    may succeed later."""
+
+
 class ReservedBucket(BlobStoreError):
     """The bucket is one of customlabels' own (``RESERVED_BUCKET_PREFIX``): no user names it."""
 
@@ -133,13 +139,16 @@ async def receive(chunks: Chunks, max_bytes: int, write: Callable[[bytes], Await
 
 
 async def get_many(store: "BlobStore", refs: Sequence[tuple[str, str]], concurrency: int = 16) -> list[bytes | None]:
-    """The objects ``(bucket, key)`` in order, ``concurrency`` at a time; None for one that can't be read."""
+    """The objects ``(bucket, key)`` in order, ``concurrency`` at a time; None for one that can't be read
+    (missing, or refused by the store). ``Unavailable`` is raised, not taken for a missing object."""
     gate = asyncio.Semaphore(concurrency)
 
     async def one(bucket: str, key: str) -> bytes | None:
         async with gate:
             try:
                 return await store.get(bucket, key)
+            except Unavailable:
+                raise
             except BlobStoreError:
                 return None
 

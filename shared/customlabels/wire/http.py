@@ -51,8 +51,8 @@ async def request_ids(request: web.Request, handler: Callable[[web.Request], Awa
     except web.HTTPException as http:  # aiohttp's own: no such route, wrong method
         response = _error_response(_http_error(request, http))
     except Exception as exc:
-        if (unavailable := errors.storage_full(exc)) is not None:
-            log.warning("refused a request: no disk space left (%s)", exc, extra={"request_id": request_id})
+        if (unavailable := errors.storage_unavailable(exc)) is not None:
+            log.warning("refused a request: a store cannot take it now (%s)", exc, extra={"request_id": request_id})
             response = _error_response(unavailable)
         else:
             log.exception("internal error", extra={"request_id": request_id})

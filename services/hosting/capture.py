@@ -24,8 +24,9 @@ image (the loop name derives from both); this replica also remembers the
 last ``SEEN_LIMIT`` (flow, image) pairs it captured, so a retried call or a
 load test repeating an image costs nothing more. A full queue drops the
 capture (counted in ``customlabels_captures_total{outcome="dropped"}``);
-a replica killed before its writer committed loses at most the captures
-still queued.
+a store that is down or full holds the writer up until it is back (new
+captures are dropped once the queue is full); a replica killed before its
+writer committed loses at most the captures still queued.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from customlabels import activation, errors, tags
 from customlabels.arns import account_of, project_name_of
 from customlabels.buckets import REVIEWS_BUCKET
 from customlabels.events import Event, ObjectLocation, PredictionCaptured
-from customlabels.messaging import transient
+from customlabels.messaging import TRANSIENT_PAUSES, transient
 from customlabels.ports.blobs import BlobStore
 from customlabels.ports.operations import OperationRouter
 from customlabels.wire.dispatch import Caller, acting_as
@@ -219,19 +220,33 @@ class Capture:
                 capture = await self._decided(capture)
                 if capture is None:
                     continue
-            for attempt in range(3):
-                try:
-                    await self._write(capture)
-                    metrics.CAPTURES.labels(outcome="captured").inc()
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # noqa: BLE001 - the store may be down a moment
-                    log.exception("capture: writing %s failed (attempt %d)", capture.image_sha256[:12], attempt + 1)
-                    await asyncio.sleep(0.5 * (attempt + 1))
+            if await self._written(capture):
+                metrics.CAPTURES.labels(outcome="captured").inc()
             else:
                 self.seen.pop((capture.binding.flow_arn, capture.image_sha256), None)
                 metrics.CAPTURES.labels(outcome="failed").inc()
+
+    async def _written(self, capture: _Capture) -> bool:
+        """Write ``capture``: a store that is down or full (``transient``) is waited for, however long
+        (the bounded queue drops new captures meanwhile); any other failure gets three tries."""
+        failures, pause = 0, TRANSIENT_PAUSES[0]
+        while True:
+            try:
+                await self._write(capture)
+                return True
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - counted, logged, tried again
+                if transient(exc):
+                    log.warning("capture: writing %s waits for the store (%s)", capture.image_sha256[:12], exc)
+                    await asyncio.sleep(pause)
+                    pause = min(2 * pause, TRANSIENT_PAUSES[1])
+                    continue
+                failures += 1
+                log.exception("capture: writing %s failed (attempt %d)", capture.image_sha256[:12], failures)
+                if failures == 3:
+                    return False
+                await asyncio.sleep(0.5 * failures)
 
     async def _decided(self, capture: _Capture) -> _Capture | None:
         """A pending capture once its version's flow could be read: with that flow's verdict, or None

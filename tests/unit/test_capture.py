@@ -11,6 +11,7 @@ import json
 import pytest
 from customlabels import errors
 from customlabels.adapters.local_blobs import LocalBlobStore
+from customlabels.ports.blobs import Unavailable
 
 from services.hosting import capture
 from services.hosting.capture import Capture
@@ -109,3 +110,43 @@ async def test_pending_captures_of_a_flow_that_is_gone_are_dropped(hosting):
     await asyncio.sleep(0.6)
     assert running.bindings[VERSION] is None and running.queue.empty() and emitted == []
     assert not running.bound(VERSION)
+
+
+class OutageBlobStore(LocalBlobStore):
+    """The real local store, refusing its first ``outage`` writes as a store that is down does."""
+
+    def __init__(self, root, outage: int):
+        super().__init__(root)
+        self.outage = outage
+
+    async def put(self, bucket, key, data):
+        if self.outage > 0:
+            self.outage -= 1
+            raise Unavailable("the S3 store could not be reached: connection refused")
+        return await super().put(bucket, key, data)
+
+
+async def test_a_store_outage_longer_than_the_retries_loses_no_capture(tmp_path, monkeypatch):
+    monkeypatch.setattr(capture, "TRANSIENT_PAUSES", (0.01, 0.02))
+    services, emitted = Services(), []
+    services.feedback = "up"
+
+    async def emit(event):
+        emitted.append(event)
+
+    blobs = OutageBlobStore(tmp_path / "blobs", outage=20)  # three tries would have given up on it
+    await blobs.start()
+    running = Capture(services, blobs, emit)
+    await running.start()
+    try:
+        running.watch(VERSION, PROJECT)
+        await settle(running)
+        running.offer(VERSION, {"Image": {}}, b"unsure image", facts(40.0))
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if emitted:
+                break
+        assert blobs.outage == 0 and len(emitted) == 1
+        assert await blobs.get(capture.CAPTURE_BUCKET, emitted[0].image.key) == b"unsure image"
+    finally:
+        await running.stop()

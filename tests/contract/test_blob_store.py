@@ -680,7 +680,7 @@ class TestS3BlobStore:
                 await s3.ensure_bucket(name)
 
 
-async def test_an_unreachable_s3_store_is_unavailable_and_says_so_within_a_second() -> None:
+async def test_an_unreachable_s3_store_is_unavailable_and_says_so_at_once() -> None:
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(("127.0.0.1", 0))
         endpoint = f"127.0.0.1:{closed.getsockname()[1]}"
@@ -690,7 +690,7 @@ async def test_an_unreachable_s3_store_is_unavailable_and_says_so_within_a_secon
             started = time.monotonic()
             with pytest.raises(Unavailable, match="could not be reached"):
                 await call()
-            assert time.monotonic() - started < 1.5  # two quick connection retries, not the 6 s of a busy store's
+            assert time.monotonic() - started < 3  # two quick connection retries (0.4 s), not a busy store's five (6 s)
     finally:
         await store.close()
 

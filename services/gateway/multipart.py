@@ -17,9 +17,12 @@ Invariants:
 * A part's ETag is the quoted MD5 of its bytes; a CompleteMultipartUpload whose
   listed ETag does not match the part's bytes, or names a part never uploaded,
   is ``InvalidPart`` and stores nothing.
-* Left behind, in the internal bucket and never visible to users: the parts of
-  an upload a client neither completes nor aborts, and those of a process
-  killed between Complete's store and its clean-up (no sweeper yet).
+* Nothing is left behind for good: an upload whose newest object (record or
+  part) is older than ``ABANDONED_AFTER`` is removed by ``sweep``, which every
+  gateway runs at start and every ``SWEEP_SECONDS`` (S3's usual lifecycle rule,
+  AbortIncompleteMultipartUpload after 7 days). So are the parts of a process
+  killed between Complete's store and its clean-up. Never visible to users
+  meanwhile: they are in the internal bucket.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from customlabels import errors
 from customlabels.ports.blobs import (
@@ -41,6 +45,8 @@ from customlabels.ports.blobs import (
 UPLOADS_BUCKET = RESERVED_BUCKET_PREFIX
 UPLOADS_PREFIX = "multipart-uploads/"
 MAX_PART_NUMBER = 10000  # S3's
+ABANDONED_AFTER = timedelta(days=7)  # an upload untouched this long is removed by ``sweep``
+SWEEP_SECONDS = 3600.0
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -121,3 +127,24 @@ class MultipartUploads:
         while batch := await self.blobs.list(UPLOADS_BUCKET, upload.folder, limit=1000):
             for info in batch:
                 await self.blobs.delete(UPLOADS_BUCKET, info.key)
+
+    async def sweep(self, now: datetime | None = None) -> int:
+        """Remove every upload whose newest object is older than ``ABANDONED_AFTER``; how many."""
+        newest: dict[str, datetime] = {}
+        after = ""
+        try:
+            while batch := await self.blobs.list(UPLOADS_BUCKET, UPLOADS_PREFIX, limit=1000, after=after):
+                for info in batch:
+                    upload_id = info.key.removeprefix(UPLOADS_PREFIX).split("/", 1)[0]
+                    newest[upload_id] = max(newest.get(upload_id, info.modified), info.modified)
+                if batch[-1].key <= after:  # a store that pages oddly: what was read is enough for this round
+                    break
+                after = batch[-1].key
+        except NoSuchBucket:
+            return 0
+        cutoff = (now or datetime.now(UTC)) - ABANDONED_AFTER
+        abandoned = [upload_id for upload_id, modified in newest.items()
+                     if modified < cutoff and _UPLOAD_ID.fullmatch(upload_id)]
+        for upload_id in abandoned:
+            await self.forget(Upload(upload_id, bucket="", key="", account=""))
+        return len(abandoned)

@@ -42,6 +42,7 @@ into a watched bucket (``CUSTOMLABELS_WATCHED_BUCKETS``) publishes
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import mimetypes
@@ -69,7 +70,7 @@ from customlabels.ports.events import EventBus
 from customlabels.wire.dispatch import Caller
 from customlabels.wire.http import REQUEST_ID, read_within
 
-from services.gateway.multipart import UPLOADS_BUCKET, MultipartUploads, part_number
+from services.gateway.multipart import ABANDONED_AFTER, SWEEP_SECONDS, UPLOADS_BUCKET, MultipartUploads, part_number
 from services.gateway.object_listing import ListRequest, list_objects_v2_xml, list_page
 from services.gateway.s3_wire import (
     SLICE,
@@ -144,6 +145,7 @@ class ObjectRoutes:
         """The routes, the S3 error answers and the ``x-amz-request-id`` header (after ``request_ids``)."""
         app.middlewares.append(self._s3_errors)
         app.on_response_prepare.append(self._request_id_header)
+        app.cleanup_ctx.append(self._sweeping)
         objects, bucket = OBJECTS_MOUNT + "/{bucket}/{key:.+}", OBJECTS_MOUNT + "/{bucket}"
         app.router.add_put(objects, self.put)
         app.router.add_get(objects, self.get)  # and HEAD
@@ -437,6 +439,22 @@ class ObjectRoutes:
                 log.exception("internal error", extra={"request_id": request[REQUEST_ID]})
                 failure = errors.InternalServerError(f"internal error; request id {request[REQUEST_ID]}")
         return s3_error_response(failure, request[REQUEST_ID], with_body=request.method != "HEAD")
+
+    async def _sweeping(self, app: web.Application) -> AsyncIterator[None]:
+        """While the app runs: abandoned multipart uploads removed at start and every ``SWEEP_SECONDS``."""
+        async def sweep_forever() -> None:
+            while True:
+                try:
+                    if removed := await self.uploads.sweep():
+                        log.info("removed %d multipart uploads abandoned for over %s", removed, ABANDONED_AFTER)
+                except Exception:  # noqa: BLE001 - the store may be down: the next round tries again
+                    log.exception("sweeping abandoned multipart uploads failed")
+                await asyncio.sleep(SWEEP_SECONDS)
+
+        sweeper = asyncio.create_task(sweep_forever(), name="multipart-sweeper")
+        yield
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)
 
     async def _request_id_header(self, request: web.Request, response: web.StreamResponse) -> None:
         if request.path.startswith(OBJECTS_MOUNT + "/") and REQUEST_ID in request:

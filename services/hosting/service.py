@@ -59,7 +59,7 @@ from customlabels import clock, errors
 from customlabels.arns import account_of
 from customlabels.events import AliasSwitchRequested, Event, VersionCompleted, VersionDeleted, VersionStatusChanged
 from customlabels.images import IMAGE_MAX_BYTES
-from customlabels.messaging import EventHandler, UnitOfWork
+from customlabels.messaging import EventHandler, UnitOfWork, transient
 from customlabels.ml.runtime.artifact import CARD_NAME, ONNX_NAME
 from customlabels.ports.blobs import InvalidKey, NoSuchBucket, NoSuchKey
 from customlabels.ports.documents import Collection, Delete, Eq, Index, Insert, Put, VersionConflict, retry_on_conflict, stored
@@ -78,6 +78,7 @@ log = logging.getLogger("customlabels.hosting")
 
 VERSIONS = "versions"
 RECONCILE_SECONDS = 1.0
+ARRIVAL_SECONDS = 10.0  # how long a call waits for a version that completed a moment ago (``_arriving``)
 IMAGE_BYTES_LIMIT = 4 * 1024 * 1024  # the reference's documented limit for Image.Bytes
 S3_IMAGE_LIMIT = IMAGE_MAX_BYTES  # 15 MB, as for dataset images
 _JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
@@ -171,28 +172,45 @@ class HostingService(Service):
                 "points at (DescribeProjectVersions with VersionNames ['live'] shows it)")
         doc = await self.store.get(VERSIONS, arn)
         if doc is None:
-            await self._explain_unknown(arn, for_detect)
+            doc = await self._arriving(arn, for_detect)
         return doc
 
-    async def _explain_unknown(self, arn: str, for_detect: bool) -> None:
-        """A version hosting does not know: not trained (yet), or not there at all. Always raises."""
-        parsed = self.ctx.arns.parse(arn)
-        status = None
-        if parsed is not None and parsed.kind == "version":
-            try:
-                projects = await self.ctx.router.call("DescribeProjects", {"ProjectNames": [parsed.project_name]})
-                for project in projects.get("ProjectDescriptions", []):
-                    found = await self.ctx.router.call("DescribeProjectVersions", {
-                        "ProjectArn": project["ProjectArn"], "VersionNames": [parsed.version_name]})
-                    for version in found.get("ProjectVersionDescriptions", []):
-                        if version["ProjectVersionArn"] == arn:
-                            status = version["Status"]
-            except errors.ApiError:
-                status = None
+    async def _arriving(self, arn: str, for_detect: bool) -> dict[str, Any]:
+        """A version hosting does not know yet. One whose training (or copy) just completed is on its way
+        (``VersionCompleted``, through training's outbox and the bus): waited for, up to ``ARRIVAL_SECONDS``,
+        so a caller that saw TRAINING_COMPLETED can start it at once. Otherwise raises: not trained (yet),
+        or not there at all."""
+        status = await self._training_status(arn)
         if status is None:
             raise errors.ResourceNotFound(f"model version {arn} does not exist")
+        if status in ("TRAINING_COMPLETED", "COPYING_COMPLETED"):
+            deadline = time.monotonic() + ARRIVAL_SECONDS
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                if (doc := await self.store.get(VERSIONS, arn)) is not None:
+                    return doc
+            raise errors.ServiceUnavailable(f"model version {arn} is {status}, and hosting has not received it "
+                                            "yet (its services are busy or restarting): retry in a few seconds")
         message = f"model version {arn} is {status}; only a TRAINING_COMPLETED version can be started"
         raise (errors.ResourceNotReady if for_detect else errors.ResourceInUse)(message)
+
+    async def _training_status(self, arn: str) -> str | None:
+        """The version's status as the training service has it; None when there is no such version."""
+        parsed = self.ctx.arns.parse(arn)
+        if parsed is None or parsed.kind != "version":
+            return None
+        try:
+            projects = await self.ctx.router.call("DescribeProjects", {"ProjectNames": [parsed.project_name]})
+            for project in projects.get("ProjectDescriptions", []):
+                found = await self.ctx.router.call("DescribeProjectVersions", {
+                    "ProjectArn": project["ProjectArn"], "VersionNames": [parsed.version_name]})
+                for version in found.get("ProjectVersionDescriptions", []):
+                    if version["ProjectVersionArn"] == arn:
+                        return version["Status"]
+        except errors.ApiError as failure:
+            if transient(failure):  # training could not be asked: say so, rather than "does not exist"
+                raise
+        return None
 
     async def _scale_to_zero_seconds(self, arn: str) -> float | None:
         try:

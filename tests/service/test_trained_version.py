@@ -7,11 +7,15 @@ still training, as pytest runs a module's tests in file order.
 """
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from customlabels import errors
+from customlabels.ports.documents import Delete, Insert, stored
+from services.hosting import service as hosting_service
 from tests.support.api import classification_line
-from tests.support.embedded import create_ready_dataset, wait_version
+from tests.support.embedded import create_ready_dataset, wait_until, wait_version
 from tests.support.models import flower_photos
 from tests.support.training import BUDGET_TAG, OUTPUT
 
@@ -58,6 +62,37 @@ async def test_a_version_in_training_cannot_be_deleted_copied_or_started(api, tr
         await api.call("StartProjectVersion", {"ProjectVersionArn": version, "MinInferenceUnits": 1})
     with pytest.raises(errors.ResourceNotReady):
         await api.call("DetectCustomLabels", {"ProjectVersionArn": version, "Image": {"Bytes": flower_photos(1)[0][1]}})
+
+
+async def test_a_version_hosting_has_not_heard_of_yet_is_waited_for(embedded, api, trained, monkeypatch):
+    """The window after TRAINING_COMPLETED in which hosting's VersionCompleted is still on its way: a caller
+    that saw the status and acts at once is answered as if it had arrived (it is waited for); one that
+    never arrives is a 503 to retry, never the contradiction "is TRAINING_COMPLETED; only a TRAINING_COMPLETED ...".
+    """
+    project, version = trained
+    (hosting,) = [service for service in embedded.system.services if service.name == "hosting"]
+    known = await wait_until(lambda: hosting.store.get(hosting_service.VERSIONS, version), lambda doc: doc is not None,
+                             "hosting to receive VersionCompleted")
+    await hosting.store.commit([Delete(hosting_service.VERSIONS, version)])  # as if the event were still on its way
+
+    async def arrives_late():
+        await asyncio.sleep(0.5)
+        await hosting.store.commit([Insert(hosting_service.VERSIONS, stored(known))])
+
+    arriving = asyncio.create_task(arrives_late())
+    try:
+        with pytest.raises(errors.ResourceInUse, match="not running: nothing to stop"):
+            await api.call("StopProjectVersion", {"ProjectVersionArn": version})
+    finally:
+        await arriving
+
+    monkeypatch.setattr(hosting_service, "ARRIVAL_SECONDS", 0.3)
+    await hosting.store.commit([Delete(hosting_service.VERSIONS, version)])
+    try:
+        with pytest.raises(errors.ServiceUnavailable, match="retry in a few seconds"):
+            await api.call("StartProjectVersion", {"ProjectVersionArn": version, "MinInferenceUnits": 1})
+    finally:
+        await hosting.store.commit([Insert(hosting_service.VERSIONS, stored(known))])
 
 
 async def test_a_trained_version_from_stopped_to_running_and_back(api, trained):

@@ -723,11 +723,12 @@ def _augmented_views(net, data, spec, budget, forward_seconds, fit_seconds, shar
 
     Up to ``MAX_VIEWS`` of each kind, computed in turns so that a short budget
     leaves as many of one as of the other; ``turned`` views are also rotated
-    by a random quarter turn. Views of the holdout images are computed too
-    (they are not used to pick the model, only for the final refit on all
-    images).
+    by a random quarter turn. Each kind draws from its own seeded generator,
+    so the upright views do not depend on whether turned ones follow. Views
+    of the holdout images are computed too (they are not used to pick the
+    model, only for the final refit on all images).
     """
-    generator = torch.Generator().manual_seed(seed + 1)
+    generators = {False: torch.Generator().manual_seed(seed + 1), True: torch.Generator().manual_seed(seed + 2)}
     start_left = budget.remaining()
     limit = min(MAX_VIEWS, int(VIEWS_MEMORY_BYTES // max(1, 2 * data.pixels.shape[0] * net.head.in_features * 4)))
     per_view = forward_seconds * len(data.pixels) * 1.2  # the augmentation itself adds ~20 %
@@ -744,7 +745,7 @@ def _augmented_views(net, data, spec, budget, forward_seconds, fit_seconds, shar
         chunks = []
         for i in range(0, len(data.pixels), BATCH_SIZE):
             rows = np.arange(i, min(i + BATCH_SIZE, len(data.pixels)))
-            x, _ = _augmented_batch(data, rows, spec, generator, device, turn=turn)
+            x, _ = _augmented_batch(data, rows, spec, generators[turn], device, turn=turn)
             chunks.append(_features_tensor(net, x))
         (turned if turn else upright).append(np.concatenate(chunks))
         per_view = time.monotonic() - t

@@ -117,9 +117,15 @@ def test_boxes_corrected_in_the_queue_become_the_entry(page, server, chips, uniq
             "customLabels": predictions})})
         loops.append({"name": name, "line": line, "predictions": predictions})
 
-    reviewer = f"rev-{unique}"
+    # The reviewer's name is set while the first list (for the default name) is still on its way, as on a slow
+    # server: the keys must still answer, not type into the name field.
+    reviewer, held = f"rev-{unique}", []
+    page.route("**/console/review/tasks.json?*", lambda route: held.append(route) if not held else route.continue_())
     page.goto(f"/console/review?flow={flow}")
+    wait_for(lambda: page.wait_for_timeout(50) or held, bool, "the first list's request", 10)
     set_reviewer(page, reviewer)
+    held[0].continue_()
+    page.unroute("**/console/review/tasks.json?*")
     page.wait_for_selector("body[data-task]")  # equal confidences: either loop may come first
     shown = page.evaluate("document.body.dataset.task")
     first, other = sorted(loops, key=lambda loop: loop["name"] != shown)

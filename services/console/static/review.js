@@ -332,7 +332,10 @@ reviewer.addEventListener("change", () => {
   localStorage.setItem(WORKER_KEY, reviewer.value.trim());
   queue.names = [];
   queue.details.clear();
-  $("stage").focus(); // the name is set: the keys answer again
+  // The name is set: the keys answer again. The stage takes the focus now, or (hidden while the first list
+  // is on its way) when the next task shows, which it does only when no field has the focus.
+  reviewer.blur();
+  $("stage").focus();
   showNext();
 });
 

@@ -203,27 +203,3 @@ def test_out_of_fold_logits_come_from_probes_that_never_saw_the_image():
     held_out = (out_of_fold_logits(Recipe(), data, folds, None).argmax(1) == y.argmax(1)).mean()
     seen = (fit_probe(x, y, "multiclass").logits(x).argmax(1) == y.argmax(1)).mean()
     assert seen == 1.0 and held_out < 0.7
-
-
-@pytest.mark.parametrize("helpful", ["upright", "turned"])
-def test_cross_validation_keeps_the_views_that_help_and_drops_the_ones_that_hurt(helpful):
-    # Views that are fresh draws of each image's class (more data) help; views drawn from the other class (wrong
-    # labels, eight times over) make every held-out decision wrong. Whichever family holds the helpful ones is kept.
-    from customlabels.ml.classifier import _choose_recipe
-    from customlabels.ml.train_utils import Budget
-
-    rng = np.random.default_rng(5)
-    centres = np.zeros((2, 50))
-    centres[1, 0] = 1.5
-    x, y = clusters(rng, 10, centres, 1.0)
-    other = y[:, ::-1]
-    good = [clusters(rng, 10, centres, 1.0)[0] for _ in range(8)]
-    bad = [(centres[other.argmax(1)] + rng.normal(scale=1.0, size=x.shape)).astype(np.float32) for _ in range(8)]
-    upright, turned = (good, bad) if helpful == "upright" else (bad, good)
-    data = ProbeData(x, upright, y, "multiclass", turned_views=turned)
-    log: list[dict] = []
-    choice = _choose_recipe(data, np.random.default_rng(0), Budget(60), 1e-4, log)
-    assert choice.recipe == Recipe(views=8, turned=helpful == "turned"), log
-    assert choice.f1 >= choice.first_f1
-    assert [e["recipe"] for e in log if e["stage"] == "cross-validation"] == [
-        "linear", "linear + 8 augmented views", "linear + 8 augmented views turned any way"]

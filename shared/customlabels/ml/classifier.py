@@ -33,11 +33,10 @@ per-dataset settings.
    ``UNLABELED_SHARE`` of the time left.
 5. **Stage 2, the probe's recipe by cross-validation**: frozen features of up
    to ``MAX_VIEWS`` augmented copies of every image (random resized crop,
-   horizontal flip, drawn from the cached pixels), and as many also turned by
-   a random quarter turn, then recipes compared by 5-fold cross-validation on
-   every training image (``probes``): the plain probe, with the upright or
-   the turned views, then with pseudo-labels for the unlabeled images behind
-   a confidence gate. A recipe is kept only if its pooled
+   horizontal flip, drawn from the cached pixels), then recipes compared by
+   5-fold cross-validation on every training image (``probes``): the plain
+   probe, with the augmented views, then with pseudo-labels for the unlabeled
+   images behind a confidence gate. A recipe is kept only if its pooled
    out-of-fold macro-F1 is at least the first stage's (pseudo-labels must
    also lower the log loss), so the chosen probe is never worse than the
    first stage on the same held-out predictions. Probes are cheap to refit
@@ -81,7 +80,7 @@ import copy
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -198,6 +197,16 @@ at 5 / 10 / 20 per label, micro-parts 0.937 / 0.957 / 0.985 against 0.915 / 0.93
 0.869). Choosing Lite2 alone or the pair per training set by 5-fold cross-validation
 gained nothing over the pair (flowers-small 0.751 / 0.827 / 0.866): on a few dozen
 images the choice is noise, so the pair stays the one choice.
+
+Views also turned by a random quarter turn (for images with no "up": cells, parts
+on a board), offered by ``_choose_recipe`` as a second family beside the upright
+one and kept when their cross-validated macro-F1 was higher: on cached features
+(12 seeds, 5 / 10 / 20 per label) +0.5 / +0.5 / -0.3 points on flowers-small, +1.0 /
++0.4 / -0.1 on micro-parts, 0 / +0.1 / 0 on bccd-cells; through the service, paired
+with the upright-only rule on the same splits (bench-fewshot, 2026-12-07): flowers-small
+-0.7 / +0.4 at 5 / 10 (12 seeds; chosen on 4 and 3 splits, worse on all 4, better on
+all 3), micro-parts +0.6 / +0.5 / -0.2, bccd (multi-label) -0.1 / -0.5 / -0.1, bccd-cells
+never chosen (4 seeds). A wash at twice the views' cost: not kept.
 """
 
 HOLDOUT_FRACTION = 0.15
@@ -382,10 +391,10 @@ def train_classifier(
            f"and about {affordable * epoch_seconds:.0f} s were left for them")
     unlabeled_feats = _extract_unlabeled(unlabeled, net, spec, budget, forward_seconds, log)
     share = VIEWS_SHARE if will_finetune else 1.0
-    views, turned = _augmented_views(net, data, spec, budget, forward_seconds, fit_seconds, share, seed, device)
-    log.append({"stage": "views", "computed": len(views), "turned": len(turned), "finetune_planned": will_finetune,
+    views = _augmented_views(net, data, spec, budget, forward_seconds, fit_seconds, share, seed, device)
+    log.append({"stage": "views", "computed": len(views), "finetune_planned": will_finetune,
                 "seconds": round(budget.elapsed(), 2)})
-    probe_data = ProbeData(feats, views, data.targets, task, unlabeled_feats, turned)
+    probe_data = ProbeData(feats, views, data.targets, task, unlabeled_feats)
     choice = _choose_recipe(probe_data, rng, budget, fit_seconds, log)
     recipe, stage = choice.recipe, choice.recipe.name
     held_out = {"cv_f1": choice.f1, "first_stage_cv_f1": choice.first_f1}
@@ -441,11 +450,10 @@ def _choose_recipe(data: ProbeData, rng, budget, fit_seconds, log) -> _RecipeCho
     """The probe's recipe, by cross-validation (see ``probes``).
 
     Candidates in order: the plain probe (the first stage's recipe), with the
-    upright augmented views, with the turned ones instead, then with
-    pseudo-labels for the unlabeled images. A candidate is kept only if its
-    pooled out-of-fold macro-F1 is at least the first stage's, so the chosen
-    probe is never worse than the first stage on the same held-out
-    predictions. Beyond that:
+    augmented views, then with pseudo-labels for the unlabeled images. A
+    candidate is kept only if its pooled out-of-fold macro-F1 is at least the
+    first stage's, so the chosen probe is never worse than the first stage on
+    the same held-out predictions. Beyond that:
 
     * the **views** are kept unless that test fails: they help on average
       (bench-fewshot's splits, 12 seeds, cached features: flowers-small +1.2 /
@@ -454,33 +462,18 @@ def _choose_recipe(data: ProbeData, rng, budget, fit_seconds, log) -> _RecipeCho
       so their raw held-out log loss reads worse than their decisions do:
       also asking for a lower loss rejected them on 11 of 12 flowers splits at
       5 per label and cost 0.7 points there (elsewhere within 0.2 points);
-    * the **turned views** replace the upright ones when their macro-F1 is
-      higher: whether a set has an "up" is a property of the data, so the
-      data decides (same splits, macro-F1 at 5 / 10 / 20 per label, upright
-      views by the rule above against the better of the two: flowers-small
-      0.781 / 0.834 / 0.879 against 0.786 / 0.839 / 0.876, micro-parts 0.923 /
-      0.953 / 0.984 against 0.933 / 0.957 / 0.983, bccd-cells 0.976 / 0.983 /
-      0.990 against 0.976 / 0.984 / 0.990; turned views alone: flowers-small
-      0.776 / 0.838 / 0.868, so neither family is right for every set);
     * **pseudo-labels** must also lower the pooled out-of-fold log loss (a
       proper score, far steadier than macro-F1 on a few dozen images): a probe
       taught by its own guesses can drift, and nothing says they help a set.
 
     A candidate there is no time to cross-validate is left out, except the
-    upright views, which are taken untested.
+    views, which are taken untested.
     """
     folds = stratified_folds(data.targets, CV_FOLDS, rng)
 
     def seconds(recipe: Recipe) -> float:  # CV fits, with their pseudo-label refits; doubled for safety
         rows = len(data.features) * (1 + recipe.views) + (len(data.unlabeled) if recipe.pseudo_labels else 0)
         return 2 * fit_seconds * rows * CV_FOLDS * (2 if recipe.pseudo_labels else 1)
-
-    def accepted(candidate: Recipe, new_f1: float, new_loss: float) -> bool:
-        if new_f1 < first_f1:
-            return False
-        if candidate.pseudo_labels:
-            return new_loss < loss
-        return not chosen.views or new_f1 > f1  # the other views family only when it does better
 
     def cross_validate(recipe: Recipe, gate: Gate | None) -> tuple[np.ndarray, float, float]:
         logits = out_of_fold_logits(recipe, data, folds, gate)
@@ -492,21 +485,19 @@ def _choose_recipe(data: ProbeData, rng, budget, fit_seconds, log) -> _RecipeCho
     chosen = Recipe()
     logits, f1, loss = cross_validate(chosen, None)
     first_f1 = f1
-    candidates = ([Recipe(views=len(data.views))] if data.views else []) + (
-        [Recipe(views=len(data.turned_views), turned=True)] if data.turned_views else [])
+    candidates = [Recipe(views=len(data.views))] if data.views else []
     if len(data.unlabeled):
-        candidates.append(Recipe(pseudo_labels=True))
+        candidates.append(Recipe(views=len(data.views), pseudo_labels=True))
     for candidate in candidates:
-        if candidate.pseudo_labels:  # on top of the views chosen
-            candidate = replace(chosen, pseudo_labels=True)
+        candidate = Recipe(chosen.views if candidate.pseudo_labels else candidate.views, candidate.pseudo_labels)
         gate = Gate(*fit_calibration(logits, data.targets, data.task))
         if budget.remaining() < seconds(candidate) + MARGIN_SECONDS:
             log.append({"stage": "cross-validation", "recipe": candidate.name, "note": "no time to compare"})
-            if not (candidate.pseudo_labels or candidate.turned or chosen.views):
+            if not candidate.pseudo_labels:
                 chosen = candidate
             continue
         new_logits, new_f1, new_loss = cross_validate(candidate, gate)
-        if accepted(candidate, new_f1, new_loss):
+        if new_f1 >= first_f1 and (not candidate.pseudo_labels or new_loss < loss):
             chosen, logits, f1, loss = candidate, new_logits, new_f1, new_loss
     log.append({"stage": "recipe", "recipe": chosen.name, "cv_f1": round(f1, 4),
                 "first_stage_cv_f1": round(first_f1, 4), "seconds": round(budget.elapsed(), 2)})
@@ -580,10 +571,10 @@ def encode_targets(label_sets: Sequence[set[str]], labels: list[str], task: Task
     return targets
 
 
-def _probe_seconds(fit_seconds: float, images: int, upright: int, turned: int) -> float:
-    """What cross-validating the plain probe and both views' probes, and refitting one, costs: L-BFGS time
+def _probe_seconds(fit_seconds: float, images: int, views: int) -> float:
+    """What cross-validating the plain and the ``views`` probes and refitting one costs: L-BFGS time
     grows about linearly with the rows; doubled for safety."""
-    rows = images * ((upright + turned + 3) * (CV_FOLDS - 1) + 2 * (max(upright, turned) + 1))
+    rows = images * ((views + 2) * CV_FOLDS * (CV_FOLDS - 1) / CV_FOLDS + 2 * (views + 1))
     return 2 * fit_seconds * rows
 
 
@@ -717,39 +708,31 @@ def macro_f1(scores: np.ndarray, targets: np.ndarray, task: Task) -> float:
 
 
 # --- stage 2: augmented views -----------------------------------------------------------
-def _augmented_views(net, data, spec, budget, forward_seconds, fit_seconds, share, seed, device
-                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Frozen features of augmented copies of every image, ``(upright, turned)``, within ``share`` of the time left.
+def _augmented_views(net, data, spec, budget, forward_seconds, fit_seconds, share, seed, device) -> list[np.ndarray]:
+    """Frozen features of up to ``MAX_VIEWS`` augmented copies of every image, within ``share`` of the time left.
 
-    Up to ``MAX_VIEWS`` of each kind, computed in turns so that a short budget
-    leaves as many of one as of the other; ``turned`` views are also rotated
-    by a random quarter turn. Each kind draws from its own seeded generator,
-    so the upright views do not depend on whether turned ones follow. Views
-    of the holdout images are computed too (they are not used to pick the
-    model, only for the final refit on all images).
+    Views of the holdout images are computed too (they are not used to pick
+    the model, only for the final refit on all images).
     """
-    generators = {False: torch.Generator().manual_seed(seed + 1), True: torch.Generator().manual_seed(seed + 2)}
+    generator = torch.Generator().manual_seed(seed + 1)
     start_left = budget.remaining()
-    limit = min(MAX_VIEWS, int(VIEWS_MEMORY_BYTES // max(1, 2 * data.pixels.shape[0] * net.head.in_features * 4)))
+    limit = min(MAX_VIEWS, int(VIEWS_MEMORY_BYTES // max(1, data.pixels.shape[0] * net.head.in_features * 4)))
     per_view = forward_seconds * len(data.pixels) * 1.2  # the augmentation itself adds ~20 %
-    upright: list[np.ndarray] = []
-    turned: list[np.ndarray] = []
-    while len(turned) < limit:
-        turn = len(turned) < len(upright)
-        counts = (len(upright), len(turned) + 1) if turn else (len(upright) + 1, len(turned))
+    views: list[np.ndarray] = []
+    while len(views) < limit:
         # this view, then what the probes on all views will cost, and a margin
-        after = per_view + _probe_seconds(fit_seconds, len(data.pixels), *counts) + MARGIN_SECONDS
+        after = per_view + _probe_seconds(fit_seconds, len(data.pixels), len(views) + 1) + MARGIN_SECONDS
         if start_left - budget.remaining() + after > share * start_left or budget.remaining() < after:
             break
         t = time.monotonic()
         chunks = []
         for i in range(0, len(data.pixels), BATCH_SIZE):
             rows = np.arange(i, min(i + BATCH_SIZE, len(data.pixels)))
-            x, _ = _augmented_batch(data, rows, spec, generators[turn], device, turn=turn)
+            x, _ = _augmented_batch(data, rows, spec, generator, device)
             chunks.append(_features_tensor(net, x))
-        (turned if turn else upright).append(np.concatenate(chunks))
+        views.append(np.concatenate(chunks))
         per_view = time.monotonic() - t
-    return upright, turned
+    return views
 
 
 # --- stage 3: fine-tuning -------------------------------------------------------------
@@ -828,9 +811,8 @@ def _finetune(net, data, spec, task, budget, seconds_per_image, best, log, devic
     return best
 
 
-def _augmented_batch(data, rows, spec, generator, device, turn: bool = False):
-    """Random resized crop (scale 0.35-1, aspect 3/4-4/3) and horizontal flip from the cached pixels;
-    ``turn``: then a random quarter turn (0-3)."""
+def _augmented_batch(data, rows, spec, generator, device):
+    """Random resized crop (scale 0.35-1, aspect 3/4-4/3) and horizontal flip from the cached pixels."""
     from torchvision.transforms.v2 import functional as TF
 
     size = spec.input_size
@@ -844,8 +826,6 @@ def _augmented_batch(data, rows, spec, generator, device, turn: bool = False):
         crop = TF.resized_crop(pixels[k], top, left, h, w, [size, size], antialias=True)
         if torch.rand(1, generator=generator).item() < 0.5:
             crop = crop.flip(-1)
-        if turn:
-            crop = torch.rot90(crop, int(torch.randint(0, 4, (1,), generator=generator)), (-2, -1))
         out[k] = crop
     mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1) * 255
     std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1) * 255

@@ -2,8 +2,8 @@
 
     probe = fit_probe(features, targets, "multiclass")            # Probe(weight, bias), numpy
     logits = probe.logits(features)
-    data = ProbeData(features, views, targets, "multiclass", unlabeled, turned_views)
-    recipe = Recipe(views=4, turned=True, pseudo_labels=True)
+    data = ProbeData(features, views, targets, unlabeled, "multiclass")
+    recipe = Recipe(views=4, pseudo_labels=True)
     oof = out_of_fold_logits(recipe, data, folds, gate)           # every image predicted by a probe that never saw it
     probe = fit_recipe(recipe, data, rows, gate)
 
@@ -14,9 +14,7 @@ cross-validation is the only held-out estimate worth having (a 15 % holdout of
 50 images is 8 images; one of them is 12 macro-F1 points).
 
 A **recipe** says what a probe is fitted on: the clean features of the
-labeled images, ``views`` augmented copies of them (upright, or ``turned``:
-also rotated by a random quarter turn, for images whose content has no "up",
-like cells under a microscope or parts on a board), and (``pseudo_labels``)
+labeled images, ``views`` augmented copies of them, and (``pseudo_labels``)
 the unlabeled images the probe itself labels with confidence:
 
 * a first probe is fitted on the labeled rows; its logits on the unlabeled
@@ -63,30 +61,24 @@ class Probe:
 @dataclass(frozen=True)
 class Recipe:
     views: int = 0  # augmented copies of every labeled image's features fitted beside the clean ones
-    turned: bool = False  # the views are ProbeData.turned_views (any orientation) instead of ProbeData.views
     pseudo_labels: bool = False
 
     @property
     def name(self) -> str:
-        views = f"{self.views} augmented views" + (" turned any way" if self.turned else "")
-        parts = ["linear"] + ([views] if self.views else []) + (["pseudo-labels"] if self.pseudo_labels else [])
+        parts = ["linear"] + ([f"{self.views} augmented views"] if self.views else []) + (
+            ["pseudo-labels"] if self.pseudo_labels else [])
         return " + ".join(parts)
 
 
 @dataclass
 class ProbeData:
-    """The features a probe can be fitted on; rows of ``features``, of every view and of ``targets`` are the same images."""
+    """The features a probe can be fitted on; rows of ``features``, ``views[k]`` and ``targets`` are the same images."""
 
     features: np.ndarray  # (N, D) clean features of the labeled images
     views: list[np.ndarray]  # each (N, D): one augmented copy of every labeled image
     targets: np.ndarray  # (N, L) 0/1
     task: str
     unlabeled: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (U, D)
-    turned_views: list[np.ndarray] = field(default_factory=list)  # like ``views``, also turned by quarter turns
-
-    def views_of(self, recipe: Recipe) -> list[np.ndarray]:
-        """The views ``recipe`` fits on."""
-        return (self.turned_views if recipe.turned else self.views)[: recipe.views]
 
 
 @dataclass(frozen=True)
@@ -139,9 +131,8 @@ def head_loss(logits: torch.Tensor, y: torch.Tensor, task: str, smoothing: float
 
 def fit_recipe(recipe: Recipe, data: ProbeData, rows: np.ndarray, gate: Gate | None) -> Probe:
     """The probe ``recipe`` makes from the labeled ``rows`` (and the unlabeled images, when it takes them)."""
-    views = data.views_of(recipe)
-    x = np.concatenate([data.features[rows]] + [view[rows] for view in views])
-    y = np.tile(data.targets[rows], (1 + len(views), 1))
+    x = np.concatenate([data.features[rows]] + [view[rows] for view in data.views[: recipe.views]])
+    y = np.tile(data.targets[rows], (1 + min(recipe.views, len(data.views)), 1))
     probe = fit_probe(x, y, data.task)
     if not (recipe.pseudo_labels and gate is not None and len(data.unlabeled)):
         return probe

@@ -181,12 +181,13 @@ def test_pseudo_labels_let_unlabeled_images_move_the_boundary():
     # puts its boundary off-centre. Confident unlabeled images pull it back.
     rng = np.random.default_rng(3)
     centres = np.array([[-2.0, 0.0], [2.0, 0.0]])
-    labeled = np.array([[-2.0, 3.0], [-2.2, 2.5], [2.0, -3.0], [2.1, -2.6]], np.float32)
+    labeled = np.array([[-1.0, 3.0], [-1.2, 2.5], [1.0, -3.0], [1.1, -2.6]], np.float32)
     targets = np.eye(2, dtype=np.float32)[[0, 0, 1, 1]]
     unlabeled, _ = clusters(rng, 100, centres, 0.7)
     test_x, test_y = clusters(rng, 500, centres, 0.7)
     data = ProbeData(labeled, [], targets, "multiclass", unlabeled)
-    gate = Gate(np.ones(2, np.float32), np.zeros(2, np.float32))
+    # the label-smoothed probe's scores are timid; calibration (fitted on held-out logits) sharpens them like this
+    gate = Gate(np.full(2, 3.0, np.float32), np.zeros(2, np.float32))
     rows = np.arange(4)
     accuracy = {r.name: (fit_recipe(r, data, rows, gate).logits(test_x).argmax(1) == test_y.argmax(1)).mean()
                 for r in (Recipe(), Recipe(pseudo_labels=True))}
@@ -203,3 +204,16 @@ def test_out_of_fold_logits_come_from_probes_that_never_saw_the_image():
     held_out = (out_of_fold_logits(Recipe(), data, folds, None).argmax(1) == y.argmax(1)).mean()
     seen = (fit_probe(x, y, "multiclass").logits(x).argmax(1) == y.argmax(1)).mean()
     assert seen == 1.0 and held_out < 0.7
+
+
+def test_multiclass_probes_fit_smoothed_targets_and_multilabel_ones_the_labels_as_given():
+    # Separable rows: an unsmoothed probe drives its training scores to certainty, bounded only by the L2 penalty;
+    # a smoothed one stops where its scores match the smoothed targets (1 - 0.1 + 0.1 / 2 = 0.95 for two labels).
+    x, y = clusters(np.random.default_rng(5), 20, np.array([[-3.0, 0.0], [3.0, 0.0]]), 0.5)
+
+    def confidence(probe):
+        return softmax(probe.logits(x)).max(axis=1).mean()
+    assert confidence(fit_probe(x, y, "multiclass", smoothing=0.0)) > 0.99
+    assert 0.9 < confidence(fit_probe(x, y, "multiclass")) < 0.97
+    smoothed, plain = fit_probe(x, y, "multilabel"), fit_probe(x, y, "multilabel", smoothing=0.0)
+    assert np.array_equal(smoothed.weight, plain.weight) and np.array_equal(smoothed.bias, plain.bias)

@@ -213,9 +213,12 @@ def test_unlabeled_images_are_used_and_the_first_stage_can_be_asked_for(clock):
                              backbone="efficientnet_lite0", seed=0, unlabeled=unlabeled)
     entries = {entry["stage"]: entry for entry in model.log}
     assert entries["unlabeled"]["images"] == 24 and entries["unlabeled"]["skipped_images"] == 1, model.log
-    recipes = [e["recipe"] for e in model.log if e["stage"] == "cross-validation"]
-    assert recipes[0] == "linear" and recipes[-1].endswith("pseudo-labels"), model.log
-    assert entries["chosen"]["cv_f1"] >= entries["chosen"]["first_stage_cv_f1"]  # never worse than the first stage
+    assert [e["recipe"] for e in model.log if e["stage"] == "cross-validation"][0] == "linear", model.log
+    tested = [e for e in model.log if e["stage"] == "holdout test"]
+    assert tested[-1]["recipe"].endswith("pseudo-labels"), model.log
+    assert all(e["passed"] == (e["holdout_f1"] >= e["first_stage_holdout_f1"]) for e in tested), model.log
+    chosen = entries["chosen"]
+    assert chosen["holdout_f1"] >= chosen["first_stage_holdout_f1"] == entries["linear"]["holdout_f1"], model.log
     assert entries["calibration"]["fitted_on"] == "cross-validation"
 
     first = train_classifier(items, task="multiclass", labels=CLASSES, budget_seconds=25,
@@ -223,6 +226,35 @@ def test_unlabeled_images_are_used_and_the_first_stage_can_be_asked_for(clock):
     assert [e["stage"] for e in first.log][-2:] == ["linear", "chosen"]
     assert first.stopped_early == "asked to stop after the first stage"
     assert torch.equal(first.model.calibration_scale, torch.ones(3))  # the first stage as it stood: uncalibrated
+
+
+def test_views_are_kept_only_when_they_do_not_lose_to_the_first_stage_on_its_holdout():
+    """Views of the same images keep their labels: kept. Views whose labels belong to other images: turned away."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16)) * 2
+    targets = np.eye(3, dtype=np.float32)[np.repeat(np.arange(3), 20)]
+    features = (centres[targets.argmax(1)] + rng.normal(size=(60, 16))).astype(np.float32)
+    holdout = stratified_holdout(targets, 0.15, rng)
+    split = classifier._Data(pixels=np.zeros((60, 1, 1, 3), np.uint8), targets=targets,
+                             fit=np.setdiff1d(np.arange(60), holdout), holdout=holdout)
+    first = classifier.fit_probe(features[split.fit], targets[split.fit], "multiclass")
+    first_f1 = macro_f1(first.logits(features[split.holdout]), targets[split.holdout], "multiclass")
+
+    def choose(views):
+        data = classifier.ProbeData(features, views, targets, "multiclass")
+        log = []
+        choice = classifier._choose_recipe(data, split, first_f1, np.random.default_rng(1),
+                                           classifier.Budget(600), 1e-4, log)
+        return choice, [e for e in log if e["stage"] == "holdout test"]
+
+    faithful = [(features + 0.3 * rng.normal(size=features.shape)).astype(np.float32) for _ in range(2)]
+    choice, tested = choose(faithful)
+    assert choice.recipe.views == 2 and tested[0]["passed"] and choice.holdout_f1 >= first_f1
+    # every image's views carry another class's features (shifted one class on): the probe learns nonsense
+    swapped = [np.roll(features, 20, axis=0) for _ in range(8)]
+    choice, tested = choose(swapped)
+    assert choice.recipe.views == 0 and not tested[0]["passed"] and tested[0]["holdout_f1"] < first_f1
+    assert choice.holdout_f1 == first_f1
 
 
 def test_the_feature_pair_is_chosen_only_for_few_images_and_only_when_the_budget_affords_it():

@@ -10,8 +10,9 @@
 Everything here works on cached features (``(images, dim)`` float32 arrays),
 so a probe costs a fraction of a second and can be refitted many times: that
 is what makes k-fold cross-validation affordable, and on a few dozen images
-cross-validation is the only held-out estimate worth having (a 15 % holdout of
-50 images is 8 images; one of them is 12 macro-F1 points).
+cross-validation is the only held-out estimate fine enough to fit calibration
+and compare log losses on (a 15 % holdout of 50 images is 8 images; one of them
+is 12 macro-F1 points: ``classifier`` uses the holdout only as a veto).
 
 A **recipe** says what a probe is fitted on: the clean features of the
 labeled images, ``views`` augmented copies of them, and (``pseudo_labels``)

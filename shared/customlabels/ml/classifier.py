@@ -263,6 +263,12 @@ views whose cross-validated F1 stayed level (0, 1/4 ... 1), read 0.783 / 0.837 /
 0.876 on flowers-small and 0.906 at 160 / 40: not kept. On bench-train's own
 split (160 / 40, seed 0) the views' probe scores 0.924 and the plain one 0.901,
 and both rules turn the views away there (holdout 0.805 against 0.887, 25 images).
+Through the service with the holdout rule (bench-fewshot, 2026-12-07, the same
+splits as the cross-validated rule's figures): flowers-small 0.786 / 0.841 at 5 /
+10 per label (12 seeds; before 0.780 / 0.841), micro-parts 0.929 / 0.955 / 0.985
+(4 seeds; unchanged), bccd (multi-label) 0.800 / 0.863 / 0.870 (before 0.800 /
+0.864 / 0.865); bench-train's bccd 0.882 (0.864 on 2026-11-26), flowers-small 0.901
+(unchanged).
 """
 
 HOLDOUT_FRACTION = 0.15

@@ -61,9 +61,10 @@ $(VENV)/.kubectl: $(TEST_INSTALLED) tests/support/kubectl.py
 bench-ingest: install-test
 	$(PY) tests/benchmarks/bench_ingest.py
 
-## bench-train: train on flowers-small, bccd, microcontroller, raccoon through the service, beside a linear probe (about 50 min)
+## bench-train: train on flowers-small (16 seeded splits), bccd, microcontroller, raccoon through the service,
+##              beside a linear probe (about 80 min; ARGS, e.g. ARGS="--only flowers-small --seeds 0 1")
 bench-train: install-test
-	$(PY) tests/benchmarks/bench_train.py
+	$(PY) tests/benchmarks/bench_train.py $(ARGS)
 
 ## bench-fewshot: 5, 10 and 20 images per label on four sets through the service, beside a linear probe and the
 ##                 first stage, 2 seeds, and unlabeled images measured (about 80 min; ARGS=--quick: one run, ~5 min)

@@ -44,7 +44,9 @@ measurable, and nothing is lost.
 The first classifier issue's target (>= 0.93 at 180 s on a seeded split where
 the probe scores about 0.90) held on seed 0 with the 2026-11-26 recipe (0.949
 against 0.904); the current one reads 0.924 there (one test image). 40 test
-images make one image 2-3 points: read the mean over splits, not a seed.
+images make one image 2-3 points: read the mean over splits, not a seed
+(bench-train, through the service, now reports 16: 0.905 against the
+2026-11-26 recipe's 0.896).
 Backbone comparisons by linear probes over 10 splits are in
 ``customlabels.ml.classifier.MEASUREMENTS``.
 """
